@@ -1,0 +1,29 @@
+# The README's commands.  Each sets the machine up first (idempotent), so a
+# fresh Debian/Ubuntu machine needs nothing else, run as root.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+RUNDIR ?= /run/moduled-dev
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: setup setup-bench run test bench lint clean
+
+setup:
+	@bash scripts/setup.sh
+
+setup-bench:
+	@EXTRAS=test,bench bash scripts/setup.sh
+
+run: setup
+	@bash scripts/run.sh $(RUNDIR)
+
+test: setup
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+bench: setup-bench
+	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+lint: setup
+	$(PY) -m ruff check src tests bench && $(PY) -m ruff format --check src tests bench
+
+clean:
+	rm -rf $(VENV) build dist .pytest_cache

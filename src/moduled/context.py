@@ -1,0 +1,639 @@
+"""Contexts: a set of modules and the loop that serves them.
+
+One dispatch round polls the context's epoll instance, runs the callbacks of
+readable fds and due internal timers, delivers the batches of ready modules,
+runs deferred work and evaluates idle modules.  Messages never go through a
+kernel object: a send appends to the recipient's pending list and puts it on
+the ready list, and the poll of a round with work to do does not block.
+
+The context's epoll fd is its ``fileno()``, so a foreign loop (``selectors``,
+asyncio's ``add_reader``) can drive it with ``dispatch()``.  An eventfd in
+the epoll set keeps it readable while messages are pending outside a round,
+and carries wake-ups from other threads.
+"""
+
+from __future__ import annotations
+
+import collections
+import heapq
+import logging
+import os
+import select
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, NamedTuple
+
+from .errors import (
+    AlreadyRegistered,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    StateError,
+)
+from .events import Event, PsMessage
+from .flags import ModFlag, ModState, SrcType
+from .module import Module
+from .pubsub import CTX_STARTED, CTX_STOPPED, CTX_TICK, Topics
+
+__all__ = ["Context", "CtxStats"]
+
+log = logging.getLogger("moduled.core")
+
+_monotonic_ns = time.monotonic_ns
+_RUNNING = ModState.RUNNING
+_PAUSED = ModState.PAUSED
+_IDLE = ModState.IDLE
+_PS = SrcType.PS
+
+#: Deliveries in one round before the loop polls its fds again, so that a
+#: message ping-pong cannot starve fds and timers.
+ROUND_BUDGET = 1024
+#: Deliveries allowed while flushing messages at loop exit.
+FLUSH_BUDGET = 100_000
+_EPOLLIN = select.EPOLLIN
+
+
+class CtxStats(NamedTuple):
+    """A context's counters.
+
+    ``activity_freq`` is the busy fraction of the looping time (0..1);
+    ``total_idle_time`` and ``total_looping_time`` are in milliseconds.
+    """
+
+    activity_freq: float
+    total_idle_time: float
+    total_looping_time: float
+    recv_msgs: int
+    num_modules: int
+    running_modules: int
+
+
+class TimerHandle:
+    """A pending internal timer; ``cancel()`` it to drop it."""
+
+    __slots__ = ("callback", "cancelled", "deadline", "seq")
+
+    def __init__(self, deadline: int, seq: int, callback: Callable[[], Any]) -> None:
+        self.deadline = deadline
+        self.seq = seq
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+    def __lt__(self, other: TimerHandle) -> bool:
+        return (self.deadline, self.seq) < (other.deadline, other.seq)
+
+
+class _ModuleView(Mapping[str, Module]):
+    """A read-only view of a context's modules, in registration order."""
+
+    __slots__ = ("_d",)
+
+    def __init__(self, d: dict[str, Module]) -> None:
+        self._d = d
+
+    def __getitem__(self, name: str) -> Module:
+        return self._d[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._d)
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+
+def _set_thread_name(name: str) -> str | None:
+    """Name the calling thread (as ``ps -L`` shows it); return the old name."""
+    try:
+        with open("/proc/thread-self/comm", "rb+", buffering=0) as f:
+            old = f.read().decode(errors="replace").rstrip("\n")
+            f.seek(0)
+            f.write(name.encode()[:15])
+    except OSError:
+        return None
+    return old
+
+
+class Context:
+    """A set of modules served by one loop.
+
+    Args:
+        name: the context's name; the looping thread is named after it.
+        persist: keep the context usable after its last module is gone.
+        userdata: anything; kept as ``self.userdata``.
+
+    A context belongs to the thread that loops it: call its methods (and
+    its modules') from that thread only, except ``quit``.
+    """
+
+    def __init__(
+        self, name: str, *, persist: bool = False, userdata: Any = None
+    ) -> None:
+        if not isinstance(name, str) or not name:
+            raise InvalidArgument(f"context name {name!r}: give a non-empty string")
+        self.name = name
+        self.persist = bool(persist)
+        self.userdata = userdata
+        self._modules: dict[str, Module] = {}
+        self._view = _ModuleView(self._modules)
+        self._idle: dict[Module, None] = {}
+        self._ready: collections.deque[Module] = collections.deque()
+        self._topics = Topics()
+        self._running = 0
+        self._busy = False
+        self._looping = False
+        self._finalized = False
+        self._closed = False
+        self._quit = False
+        self._quit_code = 0
+
+        self._ep = select.epoll()
+        self._readers: dict[int, Callable[[], Any]] = {}
+        self._timers: list[TimerHandle] = []
+        self._timer_seq = 0
+        self._soon: list[Callable[[], Any]] = []
+        self._threadsafe: collections.deque[Callable[[], Any]] = collections.deque()
+        self._wakefd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._woken = False
+        self._add_reader(self._wakefd, self._on_wake)
+        self._tick: TimerHandle | None = None
+        self._tick_ns = 0
+        self._thread: threading.Thread | None = None
+        self._old_thread_name: str | None = None
+
+        self._start_ns = 0
+        self._looping_ns = 0
+        self._idle_ns = 0
+        self._recv = 0
+
+    # -- modules ------------------------------------------------------------
+
+    @property
+    def modules(self) -> Mapping[str, Module]:
+        """The registered modules by name, in registration order (read-only)."""
+        return self._view
+
+    @property
+    def looping(self) -> bool:
+        """True between the start and the end of ``loop()`` or dispatching."""
+        return self._looping
+
+    def _check_open(self, call: str) -> None:
+        if self._closed:
+            raise StateError(
+                f"context {self.name!r}: {call}: the context is finished "
+                "(its last module left); create a new one or pass persist=True"
+            )
+
+    def register(self, module: Module) -> Module:
+        """Add ``module``; it starts when its ``on_eval`` says so.
+
+        Returns:
+            The module, for chaining.
+
+        Raises:
+            InvalidArgument: not a Module, or its ``__init__`` was not called.
+            AlreadyRegistered: the name is taken by a module without
+                ``ModFlag.ALLOW_REPLACE``, or the module is registered already.
+            PermissionDenied: the context is finalized.
+        """
+        self._check_open("register")
+        if not isinstance(module, Module) or not hasattr(module, "_state"):
+            raise InvalidArgument(
+                f"context {self.name!r}: register({module!r}): pass an md.Module "
+                "whose __init__ ran (call super().__init__() in yours)"
+            )
+        if self._finalized:
+            raise PermissionDenied(
+                f"context {self.name!r}: register({module.name!r}): the context "
+                "is finalized"
+            )
+        if module._ctx is not None or module._state is not _IDLE:
+            raise AlreadyRegistered(
+                f"context {self.name!r}: module {module.name!r} is already "
+                f"registered or was deregistered ({module._state.value}); "
+                "create a new module object"
+            )
+        old = self._modules.get(module.name)
+        if old is not None:
+            if not old.flags & ModFlag.ALLOW_REPLACE:
+                raise AlreadyRegistered(
+                    f"context {self.name!r}: a module named {module.name!r} is "
+                    "already registered; pick another name or give the old one "
+                    "ModFlag.ALLOW_REPLACE"
+                )
+            self.deregister(old)
+        module._ctx = self
+        module._registered_ns = module._last_ns = _monotonic_ns()
+        self._modules[module.name] = module
+        self._idle[module] = None
+        if not self._busy:
+            self._wake()
+        log.debug("%s: registered in %s", module.name, self.name)
+        return module
+
+    def deregister(self, module: Module | str) -> None:
+        """Stop ``module`` if needed and remove it; it becomes a zombie.
+
+        Raises:
+            NotFound: no such module in this context.
+            PermissionDenied: the module has ``ModFlag.PERSIST`` and the
+                context is looping.
+        """
+        mod = self._resolve(module, f"context {self.name!r}: deregister")
+        if mod.flags & ModFlag.PERSIST and self._looping:
+            raise PermissionDenied(
+                f"context {self.name!r}: module {mod.name!r} has ModFlag.PERSIST "
+                "and cannot be deregistered while the context loops"
+            )
+        if mod._state is _RUNNING or mod._state is _PAUSED:
+            mod._stop()
+        else:
+            mod._reset()
+        for follower in mod._followers:
+            follower._leader = None
+        if mod._leader is not None:
+            mod._leader._followers.remove(mod)
+            mod._leader = None
+        mod._followers = []
+        del self._modules[mod.name]
+        self._idle.pop(mod, None)
+        mod._state = ModState.ZOMBIE
+        mod._ctx = None
+        log.debug("%s: deregistered from %s", mod.name, self.name)
+
+    def lookup(self, name: str) -> Module | None:
+        """Return the module called ``name``, or None."""
+        if not isinstance(name, str):
+            raise InvalidArgument(f"context {self.name!r}: lookup({name!r}): pass a name")
+        return self._modules.get(name)
+
+    _lookup = lookup
+
+    def _resolve(self, ref: Module | str, what: str) -> Module:
+        if isinstance(ref, str):
+            mod = self._modules.get(ref)
+        elif isinstance(ref, Module):
+            mod = ref if ref._ctx is self else None
+        else:
+            raise InvalidArgument(f"{what}({ref!r}): pass a module or its name")
+        if mod is None:
+            name = ref if isinstance(ref, str) else ref.name
+            raise NotFound(f"{what}({name!r}): no such module in context {self.name!r}")
+        return mod
+
+    def _target(self, ref: Module | str, sender: Module, call: str) -> Module:
+        """Resolve a message recipient, which must be running or paused."""
+        mod = self._modules.get(ref) if ref.__class__ is str else ref  # type: ignore[arg-type]
+        if mod is None or mod.__class__ is str or getattr(mod, "_ctx", None) is not self:
+            mod = self._resolve(ref, f"module {sender.name!r}: {call}")
+        st = mod._state  # type: ignore[union-attr]
+        if st is not _RUNNING and st is not _PAUSED:
+            raise StateError(
+                f"module {sender.name!r}: {call}: recipient {mod.name!r} is "  # type: ignore[union-attr]
+                f"{st.value}; it receives messages only while running or paused"
+            )
+        return mod  # type: ignore[return-value]
+
+    def _idle_discard(self, module: Module) -> None:
+        self._idle.pop(module, None)
+
+    def finalize(self) -> None:
+        """Refuse any further module registration."""
+        self._finalized = True
+
+    # -- pub/sub --------------------------------------------------------------
+
+    def _publish(self, topic: str, msg: PsMessage, sender: Module | None) -> int:
+        subs = self._topics.match(topic)
+        if not subs:
+            return 0
+        targets = [
+            s for s in subs if s.module._state is _RUNNING or s.module._state is _PAUSED
+        ]
+        if sender is not None:
+            for s in targets:
+                if s.module._limit:
+                    sender._check_room(s.module, "publish")
+        ts = _monotonic_ns()
+        shared = Event(_PS, msg, None, ts)
+        for s in targets:
+            ud = s.userdata
+            s.module._enqueue(shared if ud is None else Event(_PS, msg, ud, ts), s.prio)
+        return len(targets)
+
+    def _publish_system(self, topic: str, sender: Module | None) -> None:
+        """Publish a system topic; mailbox limits do not apply to these."""
+        if self._topics.match(topic):
+            self._publish(topic, PsMessage(sender, topic, None), None)
+
+    def set_tick(self, ns: int) -> None:
+        """Publish ``md.CTX_TICK`` every ``ns`` nanoseconds; 0 turns it off.
+
+        Raises:
+            InvalidArgument: ``ns`` is negative or not an int.
+        """
+        if not isinstance(ns, int) or isinstance(ns, bool) or ns < 0:
+            raise InvalidArgument(
+                f"context {self.name!r}: set_tick({ns!r}): pass nanoseconds >= 0"
+            )
+        if self._tick is not None:
+            self._tick.cancel()
+            self._tick = None
+        self._tick_ns = ns
+        if ns and self._looping:
+            self._tick = self._call_at(_monotonic_ns() + ns, self._on_tick)
+
+    def _on_tick(self) -> None:
+        self._tick = self._call_at(self._tick.deadline + self._tick_ns, self._on_tick)  # type: ignore[union-attr]
+        self._publish_system(CTX_TICK, None)
+
+    # -- loop internals used by sources -----------------------------------------
+
+    def _add_reader(self, fd: int, callback: Callable[[], Any]) -> None:
+        """Call ``callback()`` whenever ``fd`` is readable (level-triggered)."""
+        if fd in self._readers:
+            self._ep.modify(fd, _EPOLLIN)
+        else:
+            self._ep.register(fd, _EPOLLIN)
+        self._readers[fd] = callback
+
+    def _remove_reader(self, fd: int) -> None:
+        """Stop watching ``fd``; harmless if it is not watched."""
+        if self._readers.pop(fd, None) is not None:
+            try:
+                self._ep.unregister(fd)
+            except (OSError, ValueError):
+                pass  # already closed: the kernel dropped it from the set
+
+    def _call_at(self, deadline_ns: int, callback: Callable[[], Any]) -> TimerHandle:
+        """Call ``callback()`` once at a ``time.monotonic_ns()`` deadline."""
+        self._timer_seq += 1
+        handle = TimerHandle(deadline_ns, self._timer_seq, callback)
+        heapq.heappush(self._timers, handle)
+        if not self._busy:
+            self._wake()
+        return handle
+
+    def _call_soon(self, callback: Callable[[], Any]) -> None:
+        """Call ``callback()`` after the current round, before the next poll."""
+        self._soon.append(callback)
+        if not self._busy:
+            self._wake()
+
+    def _call_threadsafe(self, callback: Callable[[], Any]) -> None:
+        """Run ``callback()`` on the loop thread; callable from any thread."""
+        self._threadsafe.append(callback)
+        self._wake()
+
+    def _wake(self) -> None:
+        if not self._woken and not self._closed:
+            self._woken = True
+            os.eventfd_write(self._wakefd, 1)
+
+    def _on_wake(self) -> None:
+        self._woken = False
+        try:
+            os.eventfd_read(self._wakefd)
+        except BlockingIOError:
+            pass
+        queue = self._threadsafe
+        while queue:
+            self._run_callback(queue.popleft())
+
+    def _run_callback(self, callback: Callable[[], Any]) -> None:
+        try:
+            callback()
+        except Exception as exc:  # noqa: BLE001 - one source must not stop the loop
+            owner = getattr(callback, "__self__", None)
+            module = getattr(owner, "_module", None) or (
+                owner if isinstance(owner, Module) else None
+            )
+            if isinstance(module, Module) and module._ctx is self:
+                module._fail(exc, f"{type(owner).__name__} callback")
+            else:
+                log.exception("%s: internal callback %r failed", self.name, callback)
+
+    # -- the loop -----------------------------------------------------------
+
+    def _round(self, block: bool) -> None:
+        ready = self._ready
+        timers = self._timers
+        if ready or self._soon or not block:
+            timeout = 0.0
+        elif timers:
+            timeout = max(0.0, (timers[0].deadline - _monotonic_ns()) / 1e9)
+        else:
+            timeout = -1.0
+
+        if timeout:
+            t0 = _monotonic_ns()
+            fds = self._ep.poll(timeout)
+            self._idle_ns += _monotonic_ns() - t0
+        else:
+            fds = self._ep.poll(0)
+        if fds:
+            readers = self._readers
+            for fd, _mask in fds:
+                callback = readers.get(fd)
+                if callback is not None:
+                    self._run_callback(callback)
+
+        if timers and timers[0].deadline <= _monotonic_ns():
+            now = _monotonic_ns()
+            while timers and timers[0].deadline <= now:
+                handle = heapq.heappop(timers)
+                if not handle.cancelled:
+                    self._run_callback(handle.callback)
+
+        budget = ROUND_BUDGET
+        while ready and budget:
+            ready.popleft()._deliver()
+            budget -= 1
+
+        if self._soon:
+            soon, self._soon = self._soon, []
+            for callback in soon:
+                self._run_callback(callback)
+
+        if self._idle:
+            self._evaluate()
+
+    def _evaluate(self) -> None:
+        """Start the idle modules whose ``on_eval`` agrees, in order."""
+        for mod in list(self._idle):
+            if mod._state is not _IDLE or mod._ctx is not self:
+                self._idle.pop(mod, None)
+                continue
+            try:
+                ok = mod.on_eval()
+            except Exception as exc:  # noqa: BLE001 - isolate the module
+                mod._fail(exc, "on_eval")
+                continue
+            if ok:
+                mod._start()
+
+    def _begin(self) -> None:
+        self._check_open("loop")
+        if self._looping:
+            raise StateError(f"context {self.name!r}: loop: already looping")
+        self._thread = threading.current_thread()
+        self._old_thread_name = _set_thread_name(self.name)
+        self._looping = True
+        self._busy = True
+        self._quit = False
+        self._quit_code = 0
+        self._start_ns = _monotonic_ns()
+        try:
+            self._evaluate()
+            self._publish_system(CTX_STARTED, None)
+            if self._tick_ns and self._tick is None:
+                self._tick = self._call_at(self._start_ns + self._tick_ns, self._on_tick)
+        finally:
+            self._busy = False
+        log.info("%s: looping", self.name)
+
+    def _end(self) -> None:
+        self._busy = True
+        try:
+            self._publish_system(CTX_STOPPED, None)
+            budget = FLUSH_BUDGET
+            while self._ready and budget:
+                self._ready.popleft()._deliver()
+                budget -= 1
+            if self._ready:
+                log.warning(
+                    "%s: gave up flushing messages at exit after %d deliveries",
+                    self.name,
+                    FLUSH_BUDGET,
+                )
+            for mod in list(self._modules.values()):
+                if mod._state is _RUNNING or mod._state is _PAUSED:
+                    mod._stop()
+            self._ready.clear()
+            if self._tick is not None:
+                self._tick.cancel()
+                self._tick = None
+        finally:
+            self._busy = False
+            self._looping = False
+            self._looping_ns += _monotonic_ns() - self._start_ns
+            if self._old_thread_name is not None:
+                _set_thread_name(self._old_thread_name)
+            self._thread = None
+        log.info("%s: stopped with code %d", self.name, self._quit_code)
+        if not self.persist and not self._modules:
+            self._close()
+
+    def _close(self) -> None:
+        self._closed = True
+        self._remove_reader(self._wakefd)
+        os.close(self._wakefd)
+        self._ep.close()
+
+    def loop(self) -> int:
+        """Serve the modules until ``quit()`` or until none is running.
+
+        Returns:
+            The code given to ``quit()``, or 0.
+
+        Raises:
+            StateError: already looping, or the context is finished.
+        """
+        self._begin()
+        try:
+            while not self._quit and (self._running or self._ready):
+                self._busy = True
+                self._round(True)
+        finally:
+            self._busy = False
+            self._end()
+        return self._quit_code
+
+    def quit(self, code: int = 0) -> None:
+        """Make ``loop()`` return ``code`` once the current round is over.
+
+        May be called from any thread.
+
+        Raises:
+            InvalidArgument: ``code`` is not an int.
+        """
+        if not isinstance(code, int) or isinstance(code, bool):
+            raise InvalidArgument(f"context {self.name!r}: quit({code!r}): pass an int")
+        self._quit_code = code
+        self._quit = True
+        self._wake()
+
+    def fileno(self) -> int:
+        """The fd that is readable whenever ``dispatch()`` has work."""
+        self._check_open("fileno")
+        return self._ep.fileno()
+
+    def dispatch(self) -> None:
+        """Run one round without blocking, for a foreign loop.
+
+        The first call starts the context; the call after ``quit()`` (or
+        after the last module stopped) stops it, and ``looping`` turns False.
+        """
+        if not self._looping:
+            self._begin()
+            if self._ready or self._soon:
+                self._wake()
+            return
+        if self._quit or not (self._running or self._ready):
+            self._end()
+            return
+        self._busy = True
+        try:
+            self._round(False)
+        finally:
+            self._busy = False
+        if self._ready or self._soon or self._quit or not self._running:
+            self._wake()
+
+    # -- introspection ----------------------------------------------------------
+
+    def stats(self) -> CtxStats:
+        """Return the context's counters (see :class:`CtxStats`)."""
+        looping = self._looping_ns
+        if self._looping:
+            looping += _monotonic_ns() - self._start_ns
+        idle = min(self._idle_ns, looping)
+        return CtxStats(
+            activity_freq=(looping - idle) / looping if looping else 0.0,
+            total_idle_time=idle / 1e6,
+            total_looping_time=looping / 1e6,
+            recv_msgs=self._recv,
+            num_modules=len(self._modules),
+            running_modules=sum(
+                1 for m in self._modules.values() if m._state is _RUNNING
+            ),
+        )
+
+    def dump(self) -> dict[str, Any]:
+        """Describe the context and its modules as a JSON-serialisable dict."""
+        return {
+            "name": self.name,
+            "looping": self._looping,
+            "persist": self.persist,
+            "finalized": self._finalized,
+            "closed": self._closed,
+            "stats": self.stats()._asdict(),
+            "modules": [m.dump() for m in self._modules.values()],
+        }
+
+    def __repr__(self) -> str:
+        state = "looping" if self._looping else "idle"
+        return f"<Context {self.name!r} {state} modules={len(self._modules)}>"
+
+    def __del__(self) -> None:
+        if not getattr(self, "_closed", True):
+            try:
+                os.close(self._wakefd)
+                self._ep.close()
+            except OSError:
+                pass
+

@@ -1,0 +1,953 @@
+"""Modules: the actors of a context.
+
+A module owns its sources and subscriptions, receives events in batches
+through ``on_evt`` and talks to other modules with messages.  All of its
+methods are meant for the thread that loops its context.
+
+Delivery policy.  Every event reaching a module is appended to its pending
+list together with a decision about *when* the list must be handed over:
+
+* PRIO_HIGH events (fds, anything registered with PRIO_HIGH) flush at once;
+* PRIO_NORM events flush at once when batching is off, otherwise when
+  ``size`` of them are pending or ``timeout_ns`` after the first one;
+* PRIO_LOW events wait until something else flushes the list.
+
+A flushed module goes on its context's ready list and ``on_evt`` gets
+everything pending, oldest first, in one call (a list of at most
+``MAX_BATCH`` events).  A PAUSED module keeps accumulating; ``resume``
+flushes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
+
+from .errors import (
+    AlreadyRegistered,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    RateLimited,
+    StateError,
+)
+from .events import Event, PsMessage
+from .flags import ModFlag, ModState, SrcFlag, SrcType
+from .pubsub import MOD_STARTED, MOD_STOPPED, SYSTEM_PREFIX, Subscription
+from .sources.base import Source
+
+if TYPE_CHECKING:
+    from .context import Context
+
+__all__ = ["MAX_BATCH", "ModStats", "Module"]
+
+log = logging.getLogger("moduled.core")
+
+#: The largest batch handed to one ``on_evt`` call; the rest follows in the
+#: next call, so that one flooded module cannot starve the others.
+MAX_BATCH = 8192
+
+_monotonic_ns = time.monotonic_ns
+_RUNNING = ModState.RUNNING
+_PAUSED = ModState.PAUSED
+_IDLE = ModState.IDLE
+_STOPPED = ModState.STOPPED
+_ZOMBIE = ModState.ZOMBIE
+_HIGH = SrcFlag.PRIO_HIGH
+_NORM = SrcFlag.PRIO_NORM
+_PS = SrcType.PS
+_DENY_PUB = int(ModFlag.DENY_PUB)
+_new_tuple = tuple.__new__
+
+Handler = Callable[[list[Event]], Any]
+
+
+class ModStats(NamedTuple):
+    """A module's counters.
+
+    ``activity_freq`` is the number of actions (messages sent plus events
+    received) per millisecond since the module was registered;
+    ``inactive_ms`` is the time since its last action.
+    """
+
+    inactive_ms: int
+    activity_freq: float
+    sent_msgs: int
+    recv_msgs: int
+    lost_events: int
+    refused_msgs: int
+    pending: int
+
+
+class _TokenBucket:
+    __slots__ = ("burst", "rate", "stamp", "tokens")
+
+    def __init__(self, rate: int, burst: int) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = float(burst)
+        self.stamp = _monotonic_ns()
+
+    def take(self) -> bool:
+        now = _monotonic_ns()
+        tokens = self.tokens + (now - self.stamp) * self.rate / 1e9
+        self.stamp = now
+        if tokens > self.burst:
+            tokens = self.burst
+        if tokens < 1.0:
+            self.tokens = tokens
+            return False
+        self.tokens = tokens - 1.0
+        return True
+
+
+class Module:
+    """An actor: override ``on_evt`` and, as needed, the other hooks.
+
+    Args:
+        name: unique within its context; a subclass may set ``name`` as a
+            class attribute instead.
+        flags: ``ModFlag`` values; a subclass may set ``flags`` instead.
+        userdata: anything; kept as ``self.userdata``.
+
+    Raises:
+        InvalidArgument: no name, or a name that is not a non-empty string.
+    """
+
+    name: ClassVar[str | None] = None  # type: ignore[misc]
+    flags: ClassVar[ModFlag] = ModFlag(0)  # type: ignore[misc]
+
+    def __init__(
+        self,
+        name: str | None = None,
+        *,
+        flags: ModFlag | None = None,
+        userdata: Any = None,
+    ) -> None:
+        if name is None:
+            name = type(self).name
+        if not isinstance(name, str) or not name or name.startswith(SYSTEM_PREFIX):
+            raise InvalidArgument(
+                f"{type(self).__name__}: module name {name!r}: give a non-empty "
+                f"string not starting with {SYSTEM_PREFIX!r}, as Module(name=...) "
+                "or a class attribute"
+            )
+        if flags is None:
+            flags = type(self).flags
+        if not isinstance(flags, int) or isinstance(flags, bool):
+            raise InvalidArgument(f"module {name!r}: flags must be md.ModFlag values")
+        self.name = name  # type: ignore[misc]
+        self.flags = ModFlag(flags)  # type: ignore[misc]
+        self._fl = int(flags)  # the flags as a plain int, for the hot paths
+        self.userdata = userdata
+        self.failure: BaseException | None = None
+        self._failure_tb: str | None = None
+        self._ctx: Context | None = None
+        self._state = _IDLE
+        self._log: logging.Logger | None = None
+
+        self._pending: list[Event] = []
+        self._flushing = False
+        self._ready = False
+        self._norm = 0
+        self._pill: int | None = None
+        self._batch_size = 0
+        self._batch_timeout = 0
+        self._batch_timer: Any = None
+        self._stash: list[Event] = []
+        self._handlers: list[Handler] = []
+        self._tb: _TokenBucket | None = None
+        self._limit = 0
+
+        self._sources: dict[tuple[SrcType, Any], Source] = {}
+        self._subs: dict[str, Subscription] = {}
+        self._followers: list[Module] = []
+        self._leader: Module | None = None
+
+        self._registered_ns = 0
+        self._last_ns = 0
+        self._sent = 0
+        self._recv = 0
+        self._lost = 0
+        self._refused = 0
+        self._discarded = 0
+
+    # -- hooks ----------------------------------------------------------------
+
+    def on_eval(self) -> bool:
+        """Tell whether the module may start now; called while it is IDLE."""
+        return True
+
+    def on_start(self) -> bool | None:
+        """Set the module up; return False to stop it at once."""
+        return None
+
+    def on_evt(self, events: list[Event]) -> Any:
+        """Handle a batch of events, oldest first.  Every module overrides it."""
+        raise InvalidArgument(
+            f"module {self.name!r}: {type(self).__name__} does not override on_evt"
+        )
+
+    def on_stop(self) -> None:
+        """Release what ``on_start`` set up beyond sources and subscriptions."""
+
+    # -- state ------------------------------------------------------------------
+
+    @property
+    def state(self) -> ModState:
+        return self._state
+
+    def is_(self, state: ModState) -> bool:
+        """Tell whether the module is in ``state``."""
+        return self._state is state
+
+    @property
+    def ctx(self) -> Context:
+        """The context the module is registered in.
+
+        Raises:
+            PermissionDenied: the module has ``ModFlag.DENY_CTX``.
+        """
+        ctx = self._live("ctx")
+        if self._fl & ModFlag.DENY_CTX:
+            raise PermissionDenied(
+                f"module {self.name!r}: ctx is denied by ModFlag.DENY_CTX"
+            )
+        return ctx
+
+    @property
+    def log(self) -> logging.Logger:
+        """A logger named ``moduled.<context>.<module>``."""
+        if self._log is None:
+            ctx = self._ctx.name if self._ctx is not None else "-"
+            self._log = logging.getLogger(f"moduled.{ctx}.{self.name}")
+        return self._log
+
+    def _live(self, call: str) -> Context:
+        ctx = self._ctx
+        if ctx is None:
+            if self._state is _ZOMBIE:
+                raise StateError(
+                    f"module {self.name!r}: {call}: the module was deregistered "
+                    "(zombie); create and register a new one"
+                )
+            raise StateError(
+                f"module {self.name!r}: {call}: register the module in a context first"
+            )
+        return ctx
+
+    def _take(self, call: str) -> Context:
+        """Check that the module is live and take a rate-limit token."""
+        ctx = self._live(call)
+        tb = self._tb
+        if tb is not None and not tb.take():
+            raise RateLimited(
+                f"module {self.name!r}: {call}: rate limit of {tb.rate}/s "
+                f"(burst {tb.burst}) reached; slow down or raise it with tb_set"
+            )
+        return ctx
+
+    def _wrong_state(self, call: str, allowed: str) -> StateError:
+        return StateError(
+            f"module {self.name!r}: {call}: not allowed while "
+            f"{self._state.value}; allowed while {allowed}"
+        )
+
+    def start(self) -> None:
+        """Start an IDLE or STOPPED module: RUNNING, then ``on_start``.
+
+        Raises:
+            StateError: the module is RUNNING, PAUSED or a zombie.
+        """
+        self._take("start")
+        if self._state is not _IDLE and self._state is not _STOPPED:
+            raise self._wrong_state("start", "idle or stopped")
+        self._start()
+
+    def stop(self) -> None:
+        """Stop a RUNNING or PAUSED module, releasing its sources.
+
+        Raises:
+            StateError: the module is not RUNNING or PAUSED.
+        """
+        self._take("stop")
+        if self._state is not _RUNNING and self._state is not _PAUSED:
+            raise self._wrong_state("stop", "running or paused")
+        self._stop()
+
+    def pause(self) -> None:
+        """Pause a RUNNING module: sources stay, events queue up.
+
+        Raises:
+            StateError: the module is not RUNNING.
+        """
+        self._take("pause")
+        if self._state is not _RUNNING:
+            raise self._wrong_state("pause", "running")
+        self._pause()
+
+    def resume(self) -> None:
+        """Resume a PAUSED module; what queued up is delivered.
+
+        Raises:
+            StateError: the module is not PAUSED.
+        """
+        self._take("resume")
+        if self._state is not _PAUSED:
+            raise self._wrong_state("resume", "paused")
+        self._resume()
+
+    def bind(self, ref: Module | str) -> None:
+        """Make this module follow ``ref``'s start, pause, resume and stop.
+
+        Raises:
+            NotFound: no module ``ref`` in the context.
+            InvalidArgument: ``ref`` is this module, or would make a cycle.
+        """
+        ctx = self._take("bind")
+        leader = ctx._resolve(ref, f"module {self.name!r}: bind")
+        node: Module | None = leader
+        while node is not None:
+            if node is self:
+                raise InvalidArgument(
+                    f"module {self.name!r}: bind({leader.name!r}) would make a cycle"
+                )
+            node = node._leader
+        if self._leader is not None:
+            self._leader._followers.remove(self)
+        self._leader = leader
+        leader._followers.append(self)
+
+    def _follow(self, action: str) -> None:
+        for mod in list(self._followers):
+            st = mod._state
+            if action == "start" and st in (_IDLE, _STOPPED):
+                mod._start()
+            elif action == "stop" and st in (_RUNNING, _PAUSED):
+                mod._stop()
+            elif action == "pause" and st is _RUNNING:
+                mod._pause()
+            elif action == "resume" and st is _PAUSED:
+                mod._resume()
+
+    def _start(self) -> None:
+        ctx = self._ctx
+        assert ctx is not None
+        self._state = _RUNNING
+        self.failure = None
+        self._failure_tb = None
+        ctx._running += 1
+        ctx._idle_discard(self)
+        try:
+            ok = self.on_start()
+        except Exception as exc:  # noqa: BLE001 - isolate the module
+            self._fail(exc, "on_start")
+            return
+        if ok is False and self._state is _RUNNING:
+            self._stop()
+            return
+        if self._state is _RUNNING:
+            ctx._publish_system(MOD_STARTED, self)
+            self._follow("start")
+
+    def _stop(self, *, hook: bool = True) -> None:
+        ctx = self._ctx
+        assert ctx is not None
+        self._state = _STOPPED
+        ctx._running -= 1
+        if hook:
+            try:
+                self.on_stop()
+            except Exception as exc:  # noqa: BLE001 - isolate the module
+                self._record_failure(exc, "on_stop")
+        self._reset()
+        ctx._publish_system(MOD_STOPPED, self)
+        self._follow("stop")
+
+    def _pause(self) -> None:
+        self._state = _PAUSED
+        for src in list(self._sources.values()):
+            pause = getattr(src, "_pause", None)
+            if pause is not None:
+                pause()
+        self._follow("pause")
+
+    def _resume(self) -> None:
+        self._state = _RUNNING
+        for src in list(self._sources.values()):
+            resume = getattr(src, "_resume", None)
+            if resume is not None:
+                resume()
+        if self._pending:
+            self._flushing = True
+            self._make_ready()
+        self._follow("resume")
+
+    def _reset(self) -> None:
+        """Drop what a stop resets: sources, subscriptions, queues, limits."""
+        ctx = self._ctx
+        for src in list(self._sources.values()):
+            self._drop_source(src)
+        if ctx is not None and self._subs:
+            ctx._topics.remove_module(self, list(self._subs))
+        self._subs.clear()
+        if self._pending:
+            self._discarded += len(self._pending)
+            log.debug(
+                "%s: stopped with %d pending events", self.name, len(self._pending)
+            )
+        self._pending = []
+        self._flushing = False
+        self._norm = 0
+        self._pill = None
+        self._stash.clear()
+        self._handlers.clear()
+        self._batch_size = 0
+        self._batch_timeout = 0
+        if self._batch_timer is not None:
+            self._batch_timer.cancel()
+            self._batch_timer = None
+        self._tb = None
+
+    def _record_failure(self, exc: BaseException, hook: str) -> None:
+        self.failure = exc
+        self._failure_tb = "".join(
+            traceback.format_exception(type(exc), exc, exc.__traceback__)
+        )
+        log.error(
+            "%s: %s raised %s: %s",
+            self.name,
+            hook,
+            type(exc).__name__,
+            exc,
+            exc_info=exc,
+        )
+
+    def _fail(self, exc: BaseException, hook: str) -> None:
+        """Stop the module after ``exc`` escaped ``hook``; the loop goes on."""
+        self._record_failure(exc, hook)
+        if self._state is _RUNNING or self._state is _PAUSED:
+            self._stop(hook=hook != "on_stop")
+        elif self._state is _IDLE and self._ctx is not None:
+            self._ctx._idle_discard(self)
+            self._state = _STOPPED
+
+    # -- behaviour ------------------------------------------------------------
+
+    def become(self, handler: Handler) -> None:
+        """Handle the next batches with ``handler`` instead of ``on_evt``.
+
+        Raises:
+            InvalidArgument: ``handler`` is not callable.
+        """
+        self._live("become")
+        if not callable(handler):
+            raise InvalidArgument(
+                f"module {self.name!r}: become({handler!r}): pass a callable "
+                "taking the list of events"
+            )
+        self._handlers.append(handler)
+
+    def unbecome(self) -> None:
+        """Go back to the handler before the last ``become``.
+
+        Raises:
+            StateError: nothing to go back from.
+        """
+        self._live("unbecome")
+        if not self._handlers:
+            raise StateError(
+                f"module {self.name!r}: unbecome: no become() to undo"
+            )
+        self._handlers.pop()
+
+    def stash(self, event: Event) -> None:
+        """Keep ``event`` aside until ``unstash``.
+
+        Raises:
+            InvalidArgument: ``event`` is not an Event.
+        """
+        self._live("stash")
+        if not isinstance(event, Event):
+            raise InvalidArgument(
+                f"module {self.name!r}: stash({event!r}): pass an md.Event"
+            )
+        self._stash.append(event)
+
+    def unstash(self, count: int | None = None) -> int:
+        """Re-deliver ``count`` stashed events (all when None), oldest first.
+
+        They are delivered ahead of anything queued after them.
+
+        Returns:
+            How many events were unstashed.
+
+        Raises:
+            InvalidArgument: ``count`` is negative or not an int.
+        """
+        self._live("unstash")
+        if count is None:
+            count = len(self._stash)
+        elif not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise InvalidArgument(
+                f"module {self.name!r}: unstash({count!r}): pass None or a count >= 0"
+            )
+        events = self._stash[:count]
+        if not events:
+            return 0
+        del self._stash[: len(events)]
+        self._pending[:0] = events
+        if self._pill is not None:
+            self._pill += len(events)
+        self._flushing = True
+        self._make_ready()
+        return len(events)
+
+    # -- delivery policy --------------------------------------------------------
+
+    def batch_set(self, size: int, timeout_ns: int) -> None:
+        """Deliver NORM events when ``size`` are pending or ``timeout_ns`` after
+        the first pending one; ``size`` 0 turns batching off.
+
+        Raises:
+            InvalidArgument: negative values, or a size without a timeout.
+        """
+        self._take("batch_set")
+        for label, value in (("size", size), ("timeout_ns", timeout_ns)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise InvalidArgument(
+                    f"module {self.name!r}: batch_set: {label} {value!r} "
+                    "must be an int >= 0"
+                )
+        if size and not timeout_ns:
+            raise InvalidArgument(
+                f"module {self.name!r}: batch_set({size}, 0): give a timeout so "
+                "a partial batch is delivered too"
+            )
+        self._batch_size = size
+        self._batch_timeout = timeout_ns if size else 0
+        if not size and self._norm:
+            self._flushing = True
+            self._make_ready()
+
+    def tb_set(self, rate: int, burst: int) -> None:
+        """Limit the module's own API calls to ``rate`` per second with bursts
+        of ``burst``; ``rate`` 0 turns the limit off.
+
+        Raises:
+            InvalidArgument: negative values, or a burst below 1 with a rate.
+        """
+        self._live("tb_set")
+        for label, value in (("rate", rate), ("burst", burst)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise InvalidArgument(
+                    f"module {self.name!r}: tb_set: {label} {value!r} "
+                    "must be an int >= 0"
+                )
+        if rate and burst < 1:
+            raise InvalidArgument(
+                f"module {self.name!r}: tb_set({rate}, {burst}): burst must be >= 1"
+            )
+        self._tb = _TokenBucket(rate, burst) if rate else None
+
+    def mailbox_set(self, limit: int) -> None:
+        """Bound the module's queue: a message sent over ``limit`` pending
+        events raises ``RateLimited`` in the sender; 0 means unbounded.
+
+        Raises:
+            InvalidArgument: ``limit`` is negative or not an int.
+        """
+        self._live("mailbox_set")
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
+            raise InvalidArgument(
+                f"module {self.name!r}: mailbox_set({limit!r}): pass an int >= 0"
+            )
+        self._limit = limit
+
+    def _make_ready(self) -> None:
+        if not self._ready and self._state is _RUNNING:
+            self._ready = True
+            ctx = self._ctx
+            assert ctx is not None
+            ctx._ready.append(self)
+            if not ctx._busy:
+                ctx._wake()
+
+    def _enqueue(self, ev: Event, prio: SrcFlag) -> None:
+        """Queue one event under the delivery policy (loop thread only)."""
+        self._pending.append(ev)
+        if prio is _HIGH or (prio is _NORM and not self._batch_size):
+            self._flushing = True
+        elif prio is _NORM:
+            self._norm += 1
+            if self._norm >= self._batch_size:
+                self._flushing = True
+            elif self._batch_timer is None:
+                ctx = self._ctx
+                assert ctx is not None
+                self._batch_timer = ctx._call_at(
+                    ev.ts + self._batch_timeout, self._batch_expired
+                )
+                return
+            else:
+                return
+        else:
+            return
+        if not self._ready and self._state is _RUNNING:
+            self._make_ready()
+
+    def _enqueue_many(self, events: list[Event], prio: SrcFlag) -> None:
+        """Queue events from one source, in order (loop thread only)."""
+        if prio is _NORM and self._batch_size:
+            for ev in events:
+                self._enqueue(ev, prio)
+            return
+        self._pending.extend(events)
+        if prio is not SrcFlag.PRIO_LOW:
+            self._flushing = True
+            if not self._ready and self._state is _RUNNING:
+                self._make_ready()
+
+    def _batch_expired(self) -> None:
+        self._batch_timer = None
+        if self._pending:
+            self._flushing = True
+            self._make_ready()
+
+    def _deliver(self) -> None:
+        """Hand the pending events to the current handler (loop thread only)."""
+        self._ready = False
+        if self._state is not _RUNNING or not self._flushing:
+            return
+        pending = self._pending
+        pill = self._pill
+        if pill is not None and pill <= MAX_BATCH:
+            batch = pending[:pill]
+            self._pending = pending[pill:]
+            self._pill = None
+        elif len(pending) > MAX_BATCH:
+            batch = pending[:MAX_BATCH]
+            self._pending = pending[MAX_BATCH:]
+            if pill is not None:
+                self._pill = pill - MAX_BATCH
+        else:
+            batch = pending
+            self._pending = []
+        if not self._pending:
+            self._flushing = False
+            self._norm = 0
+            if self._batch_timer is not None:
+                self._batch_timer.cancel()
+                self._batch_timer = None
+        else:
+            self._norm = max(0, self._norm - len(batch))
+            self._make_ready()
+
+        if batch:
+            self._recv += len(batch)
+            self._ctx._recv += len(batch)  # type: ignore[union-attr]
+            self._last_ns = _monotonic_ns()
+            handlers = self._handlers
+            try:
+                if handlers:
+                    handlers[-1](batch)
+                else:
+                    self.on_evt(batch)
+            except Exception as exc:  # noqa: BLE001 - isolate the module
+                self._fail(exc, "on_evt")
+                return
+        if pill is not None and self._pill is None and self._state is not _STOPPED:
+            if self._state is _RUNNING or self._state is _PAUSED:
+                self._stop()
+
+    # -- sources ----------------------------------------------------------------
+
+    def register(
+        self, source: Source, *, flags: SrcFlag = SrcFlag(0), userdata: Any = None
+    ) -> Source:
+        """Register ``source`` on this module and start watching it.
+
+        Returns:
+            The source, for chaining.
+
+        Raises:
+            InvalidArgument: not a Source, or flags that do not apply to it.
+            AlreadyRegistered: a source of the same type and key is registered
+                and ``SrcFlag.FORCE`` was not given.
+            SourceUnavailable: the kernel or privileges lack what it needs.
+        """
+        self._take("register")
+        if not isinstance(source, Source):
+            raise InvalidArgument(
+                f"module {self.name!r}: register({source!r}): pass an md source "
+                "such as md.Timer or md.Fd"
+            )
+        if not isinstance(flags, int) or isinstance(flags, bool):
+            raise InvalidArgument(
+                f"module {self.name!r}: register: flags must be md.SrcFlag values"
+            )
+        flags = SrcFlag(flags)
+        ident = (source.type, source.key)
+        old = self._sources.get(ident)
+        if old is not None:
+            if not flags & SrcFlag.FORCE:
+                raise AlreadyRegistered(
+                    f"module {self.name!r}: {old!r} is already registered; "
+                    "deregister it or pass SrcFlag.FORCE to replace it"
+                )
+            self._drop_source(old)
+        source._bind(self, flags, userdata)
+        try:
+            source._attach()
+        except BaseException:
+            source._unbind()
+            raise
+        self._sources[ident] = source
+        return source
+
+    def deregister(self, source: Source) -> None:
+        """Stop watching ``source`` and release it.
+
+        Raises:
+            NotFound: ``source`` is not registered on this module.
+        """
+        self._take("deregister")
+        if not isinstance(source, Source) or source._module is not self:
+            raise NotFound(
+                f"module {self.name!r}: deregister({source!r}): not registered here"
+            )
+        self._drop_source(source)
+
+    def _drop_source(self, source: Source) -> None:
+        """Detach and forget ``source`` (internal: no token, no checks)."""
+        ident = (source.type, source.key)
+        if self._sources.get(ident) is source:
+            del self._sources[ident]
+        try:
+            source._detach()
+        except Exception:  # noqa: BLE001 - detaching must not stop the others
+            log.exception("%s: detaching %r failed", self.name, source)
+        source._unbind()
+
+    def sources(self, type: SrcType | None = None) -> list[Source]:  # noqa: A002
+        """Return the registered sources, of one type or all, oldest first."""
+        self._live("sources")
+        if type is not None and not isinstance(type, SrcType):
+            raise InvalidArgument(
+                f"module {self.name!r}: sources({type!r}): pass an md.SrcType"
+            )
+        return [s for s in self._sources.values() if type is None or s.type is type]
+
+    # -- pub/sub ----------------------------------------------------------------
+
+    def subscribe(
+        self, pattern: str, *, flags: SrcFlag = SrcFlag.PRIO_NORM, userdata: Any = None
+    ) -> None:
+        """Receive messages published on topics matching ``pattern``.
+
+        ``pattern`` matches a topic exactly or as a regular expression
+        (``re.fullmatch``).  Subscribing again updates the subscription.
+
+        Raises:
+            PermissionDenied: the module has ``ModFlag.DENY_SUB``.
+            InvalidArgument: empty pattern or bad regular expression.
+        """
+        ctx = self._take("subscribe")
+        if self._fl & ModFlag.DENY_SUB:
+            raise PermissionDenied(
+                f"module {self.name!r}: subscribe is denied by ModFlag.DENY_SUB"
+            )
+        if not isinstance(pattern, str) or not pattern:
+            raise InvalidArgument(
+                f"module {self.name!r}: subscribe({pattern!r}): pass a non-empty "
+                "topic or regular expression"
+            )
+        if not isinstance(flags, int) or isinstance(flags, bool):
+            raise InvalidArgument(
+                f"module {self.name!r}: subscribe: flags must be md.SrcFlag values"
+            )
+        sub = Subscription(self, pattern, SrcFlag(flags), userdata)
+        ctx._topics.add(sub)
+        self._subs[pattern] = sub
+
+    def unsubscribe(self, pattern: str) -> None:
+        """Stop receiving messages for ``pattern``.
+
+        Raises:
+            NotFound: the module is not subscribed to ``pattern``.
+        """
+        ctx = self._take("unsubscribe")
+        if pattern not in self._subs:
+            raise NotFound(
+                f"module {self.name!r}: unsubscribe({pattern!r}): not subscribed"
+            )
+        del self._subs[pattern]
+        ctx._topics.remove(self, pattern)
+
+    def _may_send(self, call: str) -> Context:
+        ctx = self._take(call)
+        if self._fl & _DENY_PUB:
+            raise PermissionDenied(
+                f"module {self.name!r}: {call} is denied by ModFlag.DENY_PUB"
+            )
+        return ctx
+
+    def _check_room(self, target: Module, call: str) -> None:
+        if target._limit and len(target._pending) >= target._limit:
+            target._refused += 1
+            raise RateLimited(
+                f"module {self.name!r}: {call}: mailbox of {target.name!r} is full "
+                f"({target._limit} pending); retry later or raise its mailbox_set"
+            )
+
+    def tell(self, recipient: Module | str, message: Any) -> None:
+        """Send ``message`` to one module (by object or name).
+
+        Raises:
+            NotFound: no such module in the context.
+            StateError: the recipient is neither running nor paused.
+            RateLimited: the recipient's mailbox is full.
+            PermissionDenied: the module has ``ModFlag.DENY_PUB``.
+        """
+        # The hot path of the runtime: checks are ordered so that the common
+        # case (live sender, running recipient, no limits) costs the least.
+        ctx = self._ctx
+        if ctx is None or self._tb is not None or self._fl & _DENY_PUB:
+            ctx = self._may_send("tell")
+        target = ctx._modules.get(recipient) if recipient.__class__ is str else recipient
+        if (
+            not isinstance(target, Module)
+            or target._ctx is not ctx
+            or (target._state is not _RUNNING and target._state is not _PAUSED)
+        ):
+            target = ctx._target(recipient, self, "tell")
+        if target._limit:
+            self._check_room(target, "tell")
+        self._sent += 1
+        ev = Event(_PS, _new_tuple(PsMessage, (self, None, message)), None, _monotonic_ns())
+        if target._batch_size:
+            target._enqueue(ev, _NORM)
+            return
+        target._pending.append(ev)
+        target._flushing = True
+        if not target._ready and target._state is _RUNNING:
+            target._make_ready()
+
+    def publish(self, topic: str, message: Any) -> int:
+        """Send ``message`` to every module subscribed to a matching pattern.
+
+        Returns:
+            How many modules it was queued for.
+
+        Raises:
+            PermissionDenied: a system topic (``MODULED_*``), or DENY_PUB.
+            RateLimited: a subscriber's mailbox is full (nobody gets it).
+            InvalidArgument: ``topic`` is not a non-empty string.
+        """
+        ctx = self._may_send("publish")
+        if not isinstance(topic, str) or not topic:
+            raise InvalidArgument(
+                f"module {self.name!r}: publish({topic!r}): pass a non-empty topic"
+            )
+        if topic.startswith(SYSTEM_PREFIX):
+            raise PermissionDenied(
+                f"module {self.name!r}: publish({topic!r}): topics starting "
+                f"with {SYSTEM_PREFIX!r} are reserved for the context"
+            )
+        self._sent += 1
+        return ctx._publish(topic, PsMessage(self, topic, message), self)
+
+    def broadcast(self, message: Any) -> int:
+        """Send ``message`` to every other running or paused module.
+
+        Returns:
+            How many modules it was queued for.
+
+        Raises:
+            RateLimited: a recipient's mailbox is full (nobody gets it).
+        """
+        ctx = self._may_send("broadcast")
+        targets = [
+            m
+            for m in ctx._modules.values()
+            if m is not self and (m._state is _RUNNING or m._state is _PAUSED)
+        ]
+        for m in targets:
+            if m._limit:
+                self._check_room(m, "broadcast")
+        ev = Event(_PS, PsMessage(self, None, message), None, _monotonic_ns())
+        self._sent += 1
+        for m in targets:
+            m._enqueue(ev, _NORM)
+        return len(targets)
+
+    def poisonpill(self, recipient: Module | str) -> None:
+        """Stop ``recipient`` once it has handled the messages queued before.
+
+        Raises:
+            NotFound: no such module in the context.
+            StateError: the recipient is neither running nor paused.
+        """
+        ctx = self._may_send("poisonpill")
+        target = ctx._target(recipient, self, "poisonpill")
+        if target._pill is None:
+            target._pill = len(target._pending)
+        target._flushing = True
+        target._make_ready()
+
+    def lookup(self, name: str) -> Module | None:
+        """Return the module called ``name`` in this context, or None."""
+        return self._live("lookup")._lookup(name)
+
+    # -- introspection ----------------------------------------------------------
+
+    def stats(self) -> ModStats:
+        """Return the module's counters (see :class:`ModStats`)."""
+        self._live("stats")
+        now = _monotonic_ns()
+        actions = self._sent + self._recv
+        span_ms = max((now - self._registered_ns) / 1e6, 1e-3)
+        return ModStats(
+            inactive_ms=(now - self._last_ns) // 1_000_000,
+            activity_freq=actions / span_ms,
+            sent_msgs=self._sent,
+            recv_msgs=self._recv,
+            lost_events=self._lost,
+            refused_msgs=self._refused,
+            pending=len(self._pending),
+        )
+
+    def dump(self) -> dict[str, Any]:
+        """Describe the module as a JSON-serialisable dict."""
+        self._live("dump")
+        failure = None
+        if self.failure is not None:
+            failure = {
+                "type": type(self.failure).__name__,
+                "message": str(self.failure),
+                "traceback": self._failure_tb,
+            }
+        return {
+            "name": self.name,
+            "class": f"{type(self).__module__}.{type(self).__qualname__}",
+            "state": self._state.value,
+            "flags": [f.name for f in ModFlag if f in self.flags],
+            "failure": failure,
+            "stats": self.stats()._asdict(),
+            "sources": [s.dump() for s in self._sources.values()],
+            "subscriptions": [s.dump() for s in self._subs.values()],
+            "stashed": len(self._stash),
+            "batch": {"size": self._batch_size, "timeout_ns": self._batch_timeout},
+            "rate_limit": (
+                {"rate": self._tb.rate, "burst": self._tb.burst} if self._tb else None
+            ),
+            "mailbox_limit": self._limit,
+            "bound_to": self._leader.name if self._leader else None,
+        }
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} {self._state.value}>"
+
