@@ -1,0 +1,1 @@
+"""modulectl: the command-line client of the moduled daemon."""

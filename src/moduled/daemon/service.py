@@ -1,0 +1,511 @@
+"""The daemon: one context, the plugins' modules, and the daemon's own.
+
+The daemon's own work runs in two modules of its context, so it shares the
+loop with the plugins and never blocks it:
+
+* ``moduled`` (the supervisor): the control socket, SIGTERM / SIGINT /
+  SIGHUP, inotify watches on the plugin directories, the systemd watchdog
+  timer, and ``MOD_STOPPED`` for the restart policy;
+* ``moduled.tap``: streams published messages to ``modulectl tail``.
+
+Both carry ``ModFlag.PERSIST`` and refuse state changes from the socket.
+
+Hot reload: an inotify event for ``NAME.py`` in a plugin directory is
+debounced for a moment (an editor may create, write and rename in quick
+succession), then the file is loaded again if it exists and unloaded if it
+does not.  ``IN_CREATE`` alone is ignored for regular files (the write is
+still going on; ``IN_CLOSE_WRITE`` follows) but honoured for symlinks.
+"""
+
+from __future__ import annotations
+
+import grp
+import logging
+import os
+import signal
+import time
+from typing import TYPE_CHECKING, Any
+
+from .. import __version__
+from ..context import Context
+from ..errors import InvalidArgument, ModuledError
+from ..flags import ModFlag, ModState, SrcType
+from ..module import Module
+from ..pubsub import CTX_STARTED, MOD_STOPPED
+from ..sources import (
+    IN_CLOSE_WRITE,
+    IN_CREATE,
+    IN_DELETE,
+    IN_MOVED_FROM,
+    IN_MOVED_TO,
+    Path,
+    Signal,
+    Timer,
+)
+from . import plugins as _plugins
+from .commands import Commands
+from .config import Config, load_config
+from .control import ControlServer, bind_control_socket
+from .notify import Notifier
+from .plugins import Plugin, is_plugin_file, plugin_files, plugin_name
+from .restart import Backoff
+from .tap import Tap
+
+if TYPE_CHECKING:
+    import socket
+
+    from ..context import TimerHandle
+    from ..events import Event
+
+__all__ = ["KERNEL_TYPES", "Daemon", "default_plugin_dirs"]
+
+log = logging.getLogger(__name__)
+
+KERNEL_TYPES = frozenset({SrcType.PROBE, SrcType.PROC, SrcType.UEVENT, SrcType.RTNL})
+_WATCH_MASK = IN_CLOSE_WRITE | IN_MOVED_TO | IN_DELETE | IN_MOVED_FROM | IN_CREATE
+_DEBOUNCE_NS = 50_000_000
+_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+def default_plugin_dirs() -> tuple[str, ...]:
+    """The stock plugins: inside the wheel, or in the source checkout."""
+    pkg = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for candidate in (
+        os.path.join(pkg, "_data", "daemon", "plugins"),
+        os.path.join(os.path.dirname(os.path.dirname(pkg)), "daemon", "plugins"),
+    ):
+        if os.path.isdir(candidate):
+            return (candidate,)
+    return ()
+
+
+class Supervisor(Module):
+    """The daemon's own module: signals, control socket, watches, restarts."""
+
+    name = "moduled"
+    flags = ModFlag.PERSIST
+
+    def __init__(self, daemon: Daemon) -> None:
+        super().__init__()
+        self._daemon = daemon
+        self._watches: dict[str, Path] = {}
+        self._debounce: dict[str, TimerHandle] = {}
+
+    def on_start(self) -> None:
+        d = self._daemon
+        for signo in _SIGNALS:
+            self.register(Signal(signo))
+        if d.control is not None:
+            self.register(d.control)
+        if d.notifier.watchdog_ns:
+            self.register(Timer(d.notifier.watchdog_ns))
+        self.watch(d.plugin_dirs)
+        self.subscribe(MOD_STOPPED)
+        self.subscribe(CTX_STARTED)
+
+    def watch(self, dirs: tuple[str, ...]) -> None:
+        """Watch exactly ``dirs`` for plugin files coming and going."""
+        for directory in list(self._watches):
+            if directory not in dirs:
+                self.deregister(self._watches.pop(directory))
+        for directory in dirs:
+            if directory in self._watches:
+                continue
+            if not os.path.isdir(directory):
+                log.warning("plugins %s: no such directory; not watched", directory)
+                continue
+            try:
+                src = Path(directory, _WATCH_MASK)
+                self.register(src)
+            except ModuledError as exc:
+                log.error("plugins %s: cannot watch: %s", directory, exc)
+                continue
+            self._watches[directory] = src
+
+    def on_evt(self, events: list[Event]) -> None:
+        d = self._daemon
+        for ev in events:
+            kind = ev.type
+            if kind is SrcType.PATH:
+                self._path_event(ev.data)
+            elif kind is SrcType.SIGNAL:
+                if ev.data.signo == signal.SIGHUP:
+                    d.reload_all()
+                else:
+                    log.info("daemon: signal %d: stopping", ev.data.signo)
+                    d.shutdown()
+            elif kind is SrcType.TIMER:
+                d.notifier.watchdog()
+            elif kind is SrcType.PS:
+                if ev.data.topic == MOD_STOPPED and ev.data.sender is not None:
+                    d.module_stopped(ev.data.sender)
+                elif ev.data.topic == CTX_STARTED:
+                    d.started()
+
+    def _path_event(self, data: Any) -> None:
+        name = data.name
+        if not is_plugin_file(name):
+            return
+        path = os.path.join(data.path, name)
+        if data.mask & IN_CREATE and not os.path.islink(path):
+            return
+        old = self._debounce.pop(path, None)
+        if old is not None:
+            old.cancel()
+        assert self._ctx is not None
+        due = time.monotonic_ns() + _DEBOUNCE_NS
+        self._debounce[path] = self._ctx._call_at(due, lambda: self._settle(path))
+
+    def _settle(self, path: str) -> None:
+        self._debounce.pop(path, None)
+        self._daemon.sync_file(path)
+
+    def on_stop(self) -> None:
+        for handle in self._debounce.values():
+            handle.cancel()
+        self._debounce.clear()
+        self._watches.clear()
+
+
+class Daemon:
+    """Everything ``moduled`` runs: build it, then call :meth:`run`.
+
+    Args:
+        config: the settings (file plus command line).
+        plugin_dirs: the plugin directories to load, in order.
+        socket_path: where to serve the control protocol; None for none.
+        config_path: the file SIGHUP re-reads; None to keep ``config``.
+        trust: refuse untrusted plugin files when running as root.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        plugin_dirs: tuple[str, ...],
+        socket_path: str | None,
+        config_path: str | None = None,
+        cli_plugin_dirs: bool = False,
+        trust: bool = True,
+        notifier: Notifier | None = None,
+    ) -> None:
+        self.config = config
+        self.plugin_dirs = plugin_dirs
+        self.socket_path = socket_path
+        self.config_path = config_path
+        self._cli_plugin_dirs = cli_plugin_dirs
+        self.trust = trust
+        self.notifier = notifier or Notifier()
+        self.ctx = Context("moduled", persist=True)
+        self.plugins: dict[str, Plugin] = {}
+        self.owner: dict[str, Plugin] = {}
+        self.restarts: dict[str, int] = {}
+        self._backoff: dict[str, Backoff] = {}
+        self._pending: dict[str, tuple[TimerHandle, float]] = {}
+        self.started_at = time.time()
+        self.started_ns = time.monotonic_ns()
+        self.ready_ns: int | None = None
+        self.control: ControlServer | None = None
+        self.supervisor = Supervisor(self)
+        self.tap = Tap()
+        self._sock: socket.socket | None = None
+
+    # -- life cycle -----------------------------------------------------------
+
+    def _group_gid(self) -> int | None:
+        group = self.config.group
+        if not group:
+            return None
+        try:
+            return grp.getgrnam(group).gr_gid
+        except KeyError:
+            if group.isdigit():
+                return int(group)
+            raise InvalidArgument(
+                f"group {group!r}: no such group; create it or fix [daemon] group"
+            ) from None
+
+    def run(self) -> int:
+        """Bind the socket, load the plugins and loop until told to stop.
+
+        Returns:
+            The loop's exit code (0 after SIGTERM / SIGINT).
+
+        Raises:
+            ModuledError: the control socket cannot be set up.
+        """
+        if self.socket_path is not None:
+            sock = bind_control_socket(self.socket_path, self._group_gid())
+            commands = Commands(self)
+            self.control = ControlServer(sock, commands.handle, commands.closed)
+        self.ctx.register(self.supervisor)
+        self.ctx.register(self.tap)
+        self.scan()
+        try:
+            return self.ctx.loop()
+        finally:
+            for handle, _due in self._pending.values():
+                handle.cancel()
+            self._pending.clear()
+            self.notifier.close()
+
+    def started(self) -> None:
+        """The loop is up and every plugin had its chance to start."""
+        if self.ready_ns is None:
+            self.ready_ns = time.monotonic_ns()
+            self.notifier.ready(self.status_line())
+            log.info("daemon: ready (%s)", self.status_line())
+        self._sweep()
+
+    def shutdown(self) -> None:
+        """Stop every module (detaching every source) and leave the loop."""
+        self.notifier.stopping()
+        self.ctx.quit(0)
+
+    def status_line(self) -> str:
+        mods = self.plugin_modules()
+        running = sum(1 for m in mods if m.state is ModState.RUNNING)
+        failed = sum(1 for p in self.plugins.values() if p.state == "failed")
+        return (
+            f"{running}/{len(mods)} modules running, {len(self.plugins)} plugins"
+            f" ({failed} failed)"
+        )
+
+    def _changed(self) -> None:
+        if self.ready_ns is not None:
+            self.notifier.status(self.status_line())
+
+    # -- plugins ----------------------------------------------------------------
+
+    def plugin_modules(self) -> list[Module]:
+        return [m for p in self.plugins.values() for m in p.modules]
+
+    def scan(self) -> None:
+        """Load every plugin file of every plugin directory."""
+        seen = set()
+        for directory in self.plugin_dirs:
+            for path in plugin_files(directory):
+                seen.add(path)
+                self.load_plugin(path)
+        for path in list(self.plugins):
+            if path not in seen:
+                self.unload_plugin(path)
+
+    def find_plugin(self, ref: str) -> Plugin | None:
+        """A plugin by path or by name."""
+        plugin = self.plugins.get(ref) or self.plugins.get(os.path.abspath(ref))
+        if plugin is not None:
+            return plugin
+        for plugin in self.plugins.values():
+            if plugin.name == ref:
+                return plugin
+        return None
+
+    def load_plugin(self, path: str) -> Plugin:
+        """(Re)load the plugin file at ``path``."""
+        plugin = self.plugins.get(path)
+        if plugin is None:
+            plugin = Plugin(path=path, name=plugin_name(path))
+            self.plugins[path] = plugin
+        self._forget(plugin)
+        settings = self.config.plugin(plugin.name)
+        if not settings.enabled:
+            _plugins.unload(self.ctx, plugin)
+            plugin.state, plugin.error = "disabled", None
+            log.info("plugin %s: disabled in the config", plugin.name)
+        else:
+            _plugins.load(self.ctx, plugin, settings.options, trust=self.trust)
+        for module in plugin.modules:
+            self.owner[module.name] = plugin
+        self._changed()
+        if self.ctx.looping:
+            # on_eval runs at the end of this round; look at the outcome then.
+            self.ctx._call_at(time.monotonic_ns() + 10_000_000, self._sweep)
+        return plugin
+
+    def unload_plugin(self, path: str) -> None:
+        plugin = self.plugins.pop(path, None)
+        if plugin is None:
+            return
+        self._forget(plugin)
+        _plugins.unload(self.ctx, plugin)
+        log.info("plugin %s: removed", plugin.name)
+        self._changed()
+
+    def _forget(self, plugin: Plugin) -> None:
+        for module in plugin.modules:
+            if self.owner.get(module.name) is plugin:
+                del self.owner[module.name]
+            self.cancel_restart(module.name)
+            self._backoff.pop(module.name, None)
+
+    def sync_file(self, path: str) -> None:
+        """Bring a plugin file's modules in line with what is on disk."""
+        if os.path.isfile(path):
+            self.load_plugin(path)
+        else:
+            self.unload_plugin(path)
+
+    def reload_all(self) -> None:
+        """SIGHUP: read the config again, then reload every plugin."""
+        self.notifier.reloading()
+        if self.config_path is not None:
+            try:
+                self.config = load_config(self.config_path)
+            except ModuledError as exc:
+                log.error("daemon: reload: %s; keeping the previous config", exc)
+            else:
+                if not self._cli_plugin_dirs and self.config.plugin_dirs:
+                    self.plugin_dirs = self.config.plugin_dirs
+                if self.socket_path and self.config.socket != self.socket_path:
+                    log.warning(
+                        "daemon: reload: a new socket path applies after a restart"
+                    )
+        for plugin in list(self.plugins.values()):
+            self._forget(plugin)
+            _plugins.unload(self.ctx, plugin)
+        self.plugins.clear()
+        self.supervisor.watch(self.plugin_dirs)
+        self.scan()
+        log.info("daemon: reloaded (%s)", self.status_line())
+        self.notifier.ready(self.status_line())
+
+    # -- restart policy ---------------------------------------------------------
+
+    def module_stopped(self, module: Module) -> None:
+        """A module stopped: restart it later if it failed and policy says so."""
+        self._changed()
+        plugin = self.owner.get(module.name)
+        if (
+            plugin is None
+            or module not in plugin.modules
+            or module.failure is None
+            or module.state is not ModState.STOPPED
+            or module.name in self._pending
+        ):
+            return
+        settings = self.config.plugin(plugin.name)
+        failure = f"{type(module.failure).__name__}: {module.failure}"
+        if settings.restart == "never":
+            log.error(
+                "plugin %s: module %s failed (%s); restart policy is never",
+                plugin.name,
+                module.name,
+                failure,
+            )
+            return
+        backoff = self._backoff.get(module.name)
+        if backoff is None:
+            backoff = Backoff(settings.restart_delay, settings.restart_max_delay)
+            self._backoff[module.name] = backoff
+        delay = backoff.next_delay()
+        log.error(
+            "plugin %s: module %s failed (%s); restarting in %.1f s",
+            plugin.name,
+            module.name,
+            failure,
+            delay,
+        )
+        due = time.monotonic_ns() + int(delay * 1e9)
+        handle = self.ctx._call_at(due, lambda: self._restart(module))
+        self._pending[module.name] = (handle, time.monotonic() + delay)
+
+    def _sweep(self) -> None:
+        # A module whose on_eval raised is stopped without MOD_STOPPED.
+        for module in self.plugin_modules():
+            if module.failure is not None and module.state is ModState.STOPPED:
+                self.module_stopped(module)
+
+    def cancel_restart(self, name: str) -> None:
+        pending = self._pending.pop(name, None)
+        if pending is not None:
+            pending[0].cancel()
+
+    def restart_in(self, name: str) -> float | None:
+        pending = self._pending.get(name)
+        if pending is None:
+            return None
+        return max(0.0, pending[1] - time.monotonic())
+
+    def _restart(self, module: Module) -> None:
+        self._pending.pop(module.name, None)
+        if module.state is not ModState.STOPPED or module.failure is None:
+            return
+        self.restarts[module.name] = self.restarts.get(module.name, 0) + 1
+        backoff = self._backoff.get(module.name)
+        if backoff is not None:
+            backoff.started()
+        log.info("module %s: restarting", module.name)
+        try:
+            module.start()
+        except ModuledError as exc:
+            log.error("module %s: cannot restart: %s", module.name, exc)
+        self._changed()
+
+    # -- introspection ----------------------------------------------------------
+
+    def module_record(self, module: Module) -> dict[str, Any]:
+        """A module as ``modulectl list`` shows it."""
+        state = module.state.value
+        failure = None
+        if module.failure is not None:
+            failure = f"{type(module.failure).__name__}: {module.failure}"
+            if module.state is ModState.STOPPED:
+                state = "failed"
+        plugin = self.owner.get(module.name)
+        stats = module.stats()
+        return {
+            "name": module.name,
+            "state": state,
+            "plugin": plugin.name if plugin is not None else None,
+            "path": plugin.path if plugin is not None else None,
+            "failure": failure,
+            "restarts": self.restarts.get(module.name, 0),
+            "restart_in": self.restart_in(module.name),
+            "sources": len(module.sources()),
+            "sent": stats.sent_msgs,
+            "recv": stats.recv_msgs,
+            "lost": stats.lost_events,
+            "pending": stats.pending,
+        }
+
+    def probes(self) -> list[dict[str, Any]]:
+        """Every attached kernel source, with its event and loss counts."""
+        out = []
+        for module in self.ctx.modules.values():
+            for src in module.sources():
+                if src.type not in KERNEL_TYPES:
+                    continue
+                record = src.dump()
+                record["module"] = module.name
+                out.append(record)
+        return out
+
+    def status(self) -> dict[str, Any]:
+        modules = [self.module_record(m) for m in self.ctx.modules.values()]
+        plugins = [p.record() for p in self.plugins.values()]
+        stats = self.ctx.stats()
+        probes = self.probes()
+        return {
+            "daemon": {
+                "pid": os.getpid(),
+                "version": __version__,
+                "uptime_s": round((time.monotonic_ns() - self.started_ns) / 1e9, 3),
+                "started_at": self.started_at,
+                "config": self.config_path,
+                "socket": self.socket_path,
+                "plugin_dirs": list(self.plugin_dirs),
+                "ready": self.ready_ns is not None,
+                "clients": len(self.control.clients) if self.control else 0,
+                "tails": self.tap.streams,
+            },
+            "context": stats._asdict(),
+            "modules": modules,
+            "plugins": plugins,
+            "lost": sum(m["lost"] for m in modules),
+            "probes": {
+                "attached": len(probes),
+                "events": sum(p.get("events", 0) for p in probes),
+                "lost": sum(p.get("lost", 0) for p in probes),
+            },
+        }
