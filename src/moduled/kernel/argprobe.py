@@ -232,7 +232,7 @@ class Uprobe(_ArgProbe):
 
         path = self.binary
         if "/" not in path:
-            found = BPF.find_library(path)
+            found = BPF.find_library(path.encode())
             if not found:
                 raise NotFound(
                     f"uprobe {path}:{self.symbol}: no library {path!r} in the "
@@ -244,7 +244,7 @@ class Uprobe(_ArgProbe):
         sym = self.symbol if isinstance(self.symbol, str) else ""
         addr = self.symbol if isinstance(self.symbol, int) else 0
         try:
-            BPF._check_path_symbol(path, sym, addr, self.pid or -1)
+            BPF._check_path_symbol(path.encode(), sym.encode(), addr, self.pid or -1)
         # bcc raises bare Exception; any failure here is reported.
         except Exception:
             raise NotFound(

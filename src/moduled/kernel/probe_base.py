@@ -142,6 +142,9 @@ class ProbeSource(Source):
         return f"md_ring_{slot}"
 
     def _hook(self, bpf: Any, kind: str, detach: dict[str, Any], **kw: Any) -> None:
+        # bcc wants bytes and warns (DeprecationWarning) about str.
+        detach = {k: v.encode() if isinstance(v, str) else v for k, v in detach.items()}
+        kw = {k: v.encode() if isinstance(v, str) else v for k, v in kw.items()}
         getattr(bpf, f"attach_{kind}")(**detach, **kw)
         self._attachments.append((kind, detach))
 
@@ -150,7 +153,7 @@ class ProbeSource(Source):
         self._slot = slot
         bpf = program.bpf
         self._attach_functions(bpf)
-        ring = bpf[self._ring_name(slot)]
+        ring = bpf[self._ring_name(slot).encode()]
         self._reader = RingReader(ring.map_fd, self._ring_pages)
         self._reader_fd = ring.map_fd
         self._decode = self._layout.decoder(self.name)

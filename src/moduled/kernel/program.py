@@ -82,7 +82,7 @@ class Program:
         self.text = "\n".join(parts)
         t0 = time.perf_counter()
         try:
-            self.bpf = BPF(text=self.text, cflags=CFLAGS)
+            self.bpf = BPF(text=self.text.encode(), cflags=CFLAGS)
         # bcc raises bare Exception; any failure here is reported.
         except Exception as exc:
             log.error(
@@ -92,7 +92,7 @@ class Program:
                 probe._fail(f"compile failed: {exc}")
             return
         self.compile_s = time.perf_counter() - t0
-        self.lost = LostCounter(self.bpf["md_lost"].map_fd, len(probes))
+        self.lost = LostCounter(self.bpf[b"md_lost"].map_fd, len(probes))
         for slot, probe in enumerate(probes):
             try:
                 probe._start(self, slot)
