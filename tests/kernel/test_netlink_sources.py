@@ -101,20 +101,28 @@ def children() -> Iterator[list[subprocess.Popen]]:
 # -- proc connector ----------------------------------------------------------
 
 
-def test_child_shows_fork_exec_and_exit_with_its_exit_code(children):
+def watch_child(
+    source: ProcEvents, script: str | list[str], children: list[subprocess.Popen]
+) -> tuple[Probe, int]:
+    """Register ``source``, start ``script``, loop until the child's exit
+    event; return the probe and the child's pid."""
+
     def start(m):
-        m.register(ProcEvents(("fork", "exec", "exit")))
-        m.kept["pid"] = spawn("exit 3", children)
+        m.register(source)
+        m.kept["pid"] = spawn(script, children)
 
     def evt(m, events):
         if any(e.kind == "exit" for e in of_pid(m, m.kept["pid"])):
             m.ctx.quit(0)
 
     probe = Probe(start, evt)
-
     assert run(probe) == 0
+    return probe, probe.kept["pid"]
 
-    pid = probe.kept["pid"]
+
+def test_child_shows_fork_exec_and_exit_with_its_exit_code(children):
+    probe, pid = watch_child(ProcEvents(("fork", "exec", "exit")), "exit 3", children)
+
     mine = of_pid(probe, pid)
     assert [e.kind for e in mine] == ["fork", "exec", "exit"]
     fork, exec_, exit_ = mine
@@ -126,19 +134,9 @@ def test_child_shows_fork_exec_and_exit_with_its_exit_code(children):
 
 
 def test_process_killed_by_a_signal_exits_with_minus_the_signal(children):
-    def start(m):
-        m.register(ProcEvents(("exit",)))
-        m.kept["pid"] = spawn("kill -9 $$", children)
+    probe, pid = watch_child(ProcEvents(("exit",)), "kill -9 $$", children)
 
-    def evt(m, events):
-        if of_pid(m, m.kept["pid"]):
-            m.ctx.quit(0)
-
-    probe = Probe(start, evt)
-
-    assert run(probe) == 0
-
-    (exit_,) = of_pid(probe, probe.kept["pid"])
+    (exit_,) = of_pid(probe, pid)
     assert exit_.exit_code == -signal.SIGKILL
 
 
@@ -164,34 +162,16 @@ def test_exec_event_reads_the_new_comm_from_proc(children):
 
 
 def test_comm_event_carries_the_name_a_process_gave_itself(children):
-    def start(m):
-        m.register(ProcEvents(("comm", "exit")))
-        m.kept["pid"] = spawn("printf mdrenamed > /proc/$$/comm; exit 0", children)
+    script = "printf mdrenamed > /proc/$$/comm; exit 0"
 
-    def evt(m, events):
-        if any(e.kind == "exit" for e in of_pid(m, m.kept["pid"])):
-            m.ctx.quit(0)
+    probe, pid = watch_child(ProcEvents(("comm", "exit")), script, children)
 
-    probe = Probe(start, evt)
-
-    assert run(probe) == 0
-
-    comm = [e for e in of_pid(probe, probe.kept["pid"]) if e.kind == "comm"]
+    comm = [e for e in of_pid(probe, pid) if e.kind == "comm"]
     assert [e.comm for e in comm] == ["mdrenamed"]
 
 
 def test_kinds_filter_delivers_only_the_wanted_kinds(children):
-    def start(m):
-        m.register(ProcEvents(("exit",)))
-        m.kept["pid"] = spawn("/bin/true", children)
-
-    def evt(m, events):
-        if of_pid(m, m.kept["pid"]):
-            m.ctx.quit(0)
-
-    probe = Probe(start, evt)
-
-    assert run(probe) == 0
+    probe, _ = watch_child(ProcEvents(("exit",)), "/bin/true", children)
 
     assert {e.kind for e in probe.data()} == {"exit"}
 
