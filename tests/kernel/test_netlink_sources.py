@@ -9,6 +9,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -256,6 +257,53 @@ def test_deregistering_closes_the_socket_and_detach_is_idempotent():
     assert run(probe) == 0
 
     assert probe.kept["after"] != probe.kept["inode"]
+
+
+_REGISTER_IN_NAMESPACE = """
+import moduled as md
+from moduled.kernel.netlink import ProcEvents
+
+class M(md.Module):
+    def on_start(self):
+        try:
+            self.register(ProcEvents(("exit",)))
+        except md.SourceUnavailable as exc:
+            print("refused:", exc)
+        print("sources:", len(self.sources(md.SrcType.PROC)))
+        self.ctx.quit(0)
+
+    def on_evt(self, events):
+        pass
+
+ctx = md.Context("ns")
+ctx.register(M("m"))
+raise SystemExit(ctx.loop())
+"""
+
+
+@pytest.mark.parametrize(
+    ("unshare", "reason"),
+    [
+        (["--user", "--map-root-user"], "initial user and pid namespaces"),
+        (["--net"], "no connector in this network namespace"),
+    ],
+    ids=["user-namespace", "network-namespace"],
+)
+def test_proc_events_outside_the_initial_namespaces_are_refused_cleanly(
+    unshare, reason
+):
+    if shutil.which("unshare") is None:
+        pytest.skip("needs util-linux unshare to enter new namespaces")
+    argv = ["unshare", *unshare, sys.executable, "-c", _REGISTER_IN_NAMESPACE]
+
+    done = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=60)
+
+    if "unshare failed" in done.stderr:
+        pytest.skip(f"cannot create namespaces here: {done.stderr.strip()}")
+    assert done.returncode == 0, done.stderr
+    assert "refused: proc connector: " in done.stdout
+    assert reason in done.stdout
+    assert "sources: 0" in done.stdout
 
 
 # -- rtnetlink and uevents ----------------------------------------------------

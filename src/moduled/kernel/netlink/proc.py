@@ -297,6 +297,11 @@ class ProcEvents(NetlinkSource):
             sock.send(_control(PROC_CN_MCAST_LISTEN, seq, ack))
             sock.send(_control(PROC_CN_MCAST_LISTEN, seq + 1, ack + 2, self._mask))
         except OSError as exc:
+            if exc.errno == errno.ECONNREFUSED:
+                raise SourceUnavailable(
+                    f"{what}: no connector in this network namespace (it exists "
+                    "in the initial one only); run in the host network namespace"
+                ) from exc
             raise SourceUnavailable(
                 f"{what}: the listen request failed ({exc.strerror})"
             ) from exc
