@@ -57,7 +57,9 @@ class ExecLogger(md.Module):
                 continue
             exe, argv = process_info(pe.tgid)
             if self._verbose:
-                self.log.info("exec: pid %d %s %s", pe.tgid, exe or pe.comm, argv)
+                self.log.info(
+                    "exec: pid %d %s %s", pe.tgid, exe or pe.comm or "?", argv
+                )
             self.publish(
                 "exec", {"pid": pe.tgid, "comm": pe.comm, "exe": exe, "argv": argv}
             )
