@@ -4,6 +4,7 @@ rtnetlink, driven by real processes and real bridge links."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import signal
@@ -177,7 +178,7 @@ def test_kinds_filter_delivers_only_the_wanted_kinds(children):
     assert {e.kind for e in probe.data()} == {"exit"}
 
 
-def test_overrun_is_counted_as_loss_and_the_source_keeps_reading(children):
+def test_overrun_is_counted_as_loss_and_the_source_keeps_reading(children, caplog):
     def start(m):
         m.kept["src"] = m.register(ProcEvents(("fork", "exit"), rcvbuf=1, comm=False))
         # The loop is not reading while on_start runs: the tiny buffer fills.
@@ -194,9 +195,11 @@ def test_overrun_is_counted_as_loss_and_the_source_keeps_reading(children):
 
     probe = Probe(start, evt)
 
-    assert run(probe) == 0
+    with caplog.at_level(logging.WARNING, logger="moduled.kernel.netlink"):
+        assert run(probe) == 0
 
     src = probe.kept["src"]
+    assert any("ENOBUFS" in r.getMessage() for r in caplog.records)
     assert src.overruns >= 1
     assert src.lost >= src.overruns
     assert probe.stats().lost_events >= src.overruns

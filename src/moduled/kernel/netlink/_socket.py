@@ -23,6 +23,7 @@ import contextlib
 import errno
 import logging
 import socket
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -44,6 +45,8 @@ DEFAULT_RCVBUF = 4 << 20
 #: Datagrams read per wakeup at most; the fd stays readable for the rest.
 MAX_BURST = 256
 
+#: Seconds between two overrun warnings of one source.
+_WARN_EVERY = 1.0
 _SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 
 
@@ -101,6 +104,7 @@ class NetlinkSource(Source):
         self._buf = bytearray(self._bufsize)
         self._view = memoryview(self._buf)
         self._overruns = 0
+        self._warned_at = -_WARN_EVERY
         self._foreign = 0
         self._malformed = 0
 
@@ -226,15 +230,22 @@ class NetlinkSource(Source):
     def _overrun(self) -> None:
         self._overruns += 1
         self._add_lost(1)
+        self._on_overrun()
+
+        # A storm overruns on nearly every wakeup: one warning a second.
+        now = time.monotonic()
+        if now - self._warned_at < _WARN_EVERY:
+            return
         module = self._module
         log.warning(
-            "%r of module %r: receive buffer overrun (ENOBUFS), events lost; "
-            "raise rcvbuf (now %d bytes)",
+            "%r of module %r: receive buffer overrun (ENOBUFS), events lost "
+            "(%d overruns in all); raise rcvbuf (now %d bytes)",
             self,
             module.name if module is not None else None,
+            self._overruns,
             self._actual_rcvbuf(),
         )
-        self._on_overrun()
+        self._warned_at = now
 
     def _truncated(self, n: int) -> None:
         self._add_lost(1)
