@@ -12,10 +12,12 @@ exit of every task on the system, on the ``NETLINK_CONNECTOR`` family, group
   look for our own acknowledgement (matched by its ack number) right after
   asking; without it the kernel ignored us and registration fails with
   ``SourceUnavailable``.
-* Before Linux 6.6 listening needs ``CAP_NET_ADMIN``; since 6.6 anyone may
-  listen.  Either way the kernel serves only callers in the initial user and
-  pid namespaces (events carry pids of the initial pid namespace) and the
-  connector exists only in the initial network namespace.
+* Older kernels (before the 6.6 rework) need ``CAP_NET_ADMIN`` to listen;
+  newer ones let anyone listen (seen on 6.18).  The acknowledgement check
+  catches a refusal either way.  The kernel serves only callers in the
+  initial user and pid namespaces (events carry pids of the initial pid
+  namespace), and the connector exists only in the initial network
+  namespace: elsewhere ``send`` fails with ``ECONNREFUSED``.
 * Since 6.6 the listen request may carry an event mask (``struct
   proc_input``) that the kernel applies per socket, so unwanted kinds are
   never queued.  Older kernels ignore a request of that size, so we first
