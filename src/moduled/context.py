@@ -575,15 +575,13 @@ class Context:
     def dispatch(self) -> None:
         """Run one round without blocking, for a foreign loop.
 
-        The first call starts the context; the call after ``quit()`` (or
-        after the last module stopped) stops it, and ``looping`` turns False.
+        The first call starts the context (and runs a round); the call after
+        ``quit()`` (or after the last module stopped) stops it, and
+        ``looping`` turns False.
         """
         if not self._looping:
             self._begin()
-            if self._ready or self._soon:
-                self._wake()
-            return
-        if self._quit or not (self._running or self._ready):
+        elif self._quit or not (self._running or self._ready):
             self._end()
             return
         self._busy = True

@@ -154,6 +154,7 @@ class Module:
         self._ready = False
         self._norm = 0
         self._pill: int | None = None
+        self._front = 0  # unstashed events at the head of _pending
         self._batch_size = 0
         self._batch_timeout = 0
         self._batch_timer: Any = None
@@ -403,6 +404,7 @@ class Module:
         self._flushing = False
         self._norm = 0
         self._pill = None
+        self._front = 0
         self._stash.clear()
         self._handlers.clear()
         self._batch_size = 0
@@ -499,7 +501,9 @@ class Module:
         if not events:
             return 0
         del self._stash[: len(events)]
-        self._pending[:0] = events
+        front = self._front
+        self._pending[front:front] = events
+        self._front = front + len(events)
         if self._pill is not None:
             self._pill += len(events)
         self._flushing = True
@@ -636,6 +640,7 @@ class Module:
         else:
             batch = pending
             self._pending = []
+        self._front = max(0, self._front - len(batch))
         if not self._pending:
             self._flushing = False
             self._norm = 0
@@ -949,5 +954,6 @@ class Module:
         }
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.name!r} {self._state.value}>"
-
+        state = getattr(self, "_state", None)
+        where = state.value if state is not None else "uninitialised"
+        return f"<{type(self).__name__} {self.name!r} {where}>"
