@@ -179,19 +179,29 @@ def test_kinds_filter_delivers_only_the_wanted_kinds(children):
 
 
 def test_overrun_is_counted_as_loss_and_the_source_keeps_reading(children, caplog):
+    # 16 KiB holds a few dozen events: 300 unread children overflow it, yet
+    # it absorbs the background noise of a busy machine once the loop reads.
     def start(m):
-        m.kept["src"] = m.register(ProcEvents(("fork", "exit"), rcvbuf=1, comm=False))
-        # The loop is not reading while on_start runs: the tiny buffer fills.
+        m.kept["src"] = m.register(ProcEvents(("fork", "exit"), rcvbuf=16 << 10))
+        m.kept["markers"] = {}
+        # The loop is not reading while on_start runs: the buffer overflows.
         for _ in range(300):
             pid = os.posix_spawn("/bin/true", ["true"], os.environ)
             os.waitpid(pid, 0)
 
     def evt(m, events):
-        if "pid" not in m.kept:
-            m.kept["pid"] = spawn("exit 7", children)
-        elif any(e.kind == "exit" for e in of_pid(m, m.kept["pid"])):
-            m.kept["dump"] = m.kept["src"].dump()
-            m.ctx.quit(0)
+        markers = m.kept["markers"]
+        for pid in markers:
+            exits = [e for e in of_pid(m, pid) if e.kind == "exit"]
+            if exits:
+                m.kept["exit"] = exits[0]
+                m.kept["dump"] = m.kept["src"].dump()
+                m.ctx.quit(0)
+                return
+        # A marker whose exit was lost in a later overrun is replaced.
+        if all(c.poll() is not None for c in markers.values()):
+            pid = spawn("exit 7", children)
+            markers[pid] = children[-1]
 
     probe = Probe(start, evt)
 
@@ -203,9 +213,8 @@ def test_overrun_is_counted_as_loss_and_the_source_keeps_reading(children, caplo
     assert src.overruns >= 1
     assert src.lost >= src.overruns
     assert probe.stats().lost_events >= src.overruns
-    assert probe.kept["dump"]["overruns"] == src.overruns
-    exits = [e for e in of_pid(probe, probe.kept["pid"]) if e.kind == "exit"]
-    assert exits[0].exit_code == 7
+    assert probe.kept["dump"]["overruns"] >= 1
+    assert probe.kept["exit"].exit_code == 7
 
 
 def test_dump_reports_overruns_and_the_granted_buffer(children):
