@@ -99,6 +99,11 @@ def _attr(data: memoryview, start: int, end: int, want: int) -> memoryview | Non
     return None
 
 
+def _cstr(raw: memoryview) -> str:
+    """A NUL-terminated attribute as text (names are bytes to the kernel)."""
+    return bytes(raw).split(b"\0", 1)[0].decode("utf-8", "replace")
+
+
 def _plain(value: Any) -> Any:
     """Turn pyroute2's decoded values into plain dicts, lists and scalars."""
     if isinstance(value, dict):
@@ -188,7 +193,7 @@ class RtnlDecoder:
             index = _I32.unpack_from(msg, hdr + 4)[0]
         if group == "link":
             raw = _attr(msg, fixed, len(msg), _IFLA_IFNAME)
-            name = None if raw is None else bytes(raw).split(b"\0", 1)[0].decode()
+            name = None if raw is None else _cstr(raw)
             if self._use_cache and name is not None:
                 if action == "del":
                     self.names.pop(index, None)
