@@ -237,3 +237,35 @@ def test_path_dump_has_what_modulectl_shows(tmp_path):
     assert dump["recursive"] is True
     assert dump["watches"] == 1
     assert dump["overflows"] == 0
+
+
+def test_recursive_watch_follows_directories_moved_in_and_out(tmp_path):
+    tree, outside = tmp_path / "tree", tmp_path / "outside"
+    tree.mkdir()
+    (outside / "inner").mkdir(parents=True)
+    (outside / "inner" / "x").write_text("")
+
+    def start(m):
+        m.state_["src"] = m.register(
+            md.Path(tree, md.IN_CREATE | md.IN_MOVED_TO, recursive=True)
+        )
+        os.rename(outside, tree / "moved")
+
+    def evt(m, events):
+        src = m.state_["src"]
+        if "in" not in m.state_:
+            m.state_["in"] = src.dump()["watches"]
+            os.rename(tree / "moved", tmp_path / "gone")
+            (tree / "tick").write_text("")  # something to wake us after
+        elif any(ev.data.name == "tick" for ev in events):
+            m.state_["out"] = src.dump()["watches"]
+            m.ctx.quit(0)
+
+    probe = Probe(start, evt)
+
+    assert run(probe) == 0
+
+    seen = {(os.path.relpath(p, tree), n) for p, n in _names(probe, ~0)}
+    assert {(".", "moved"), ("moved", "inner"), ("moved/inner", "x")} <= seen
+    assert probe.state_["in"] == 3  # tree, moved, moved/inner
+    assert probe.state_["out"] == 1

@@ -350,10 +350,9 @@ class Path(Source):
             else:
                 name = ""
             path = paths.get(wd)
-            if mask & special:
-                if self._special(wd, mask, path, name, cookie, out=out):
-                    continue
-            elif path is None:
+            if mask & special and self._special(wd, mask, path, name, cookie, out=out):
+                continue
+            if path is None:
                 continue  # a watch we removed, still in the queue
             if wanted and not mask & wanted:
                 continue

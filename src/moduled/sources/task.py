@@ -87,7 +87,7 @@ class Task(Source):
         return self._tid
 
     def _attach(self) -> None:
-        ctx = self._ctx
+        ctx: Any = self._ctx  # carries the pool as ad-hoc attributes
         assert ctx is not None
         pool = _pool_for(ctx)
         ctx._task_users += 1
