@@ -87,10 +87,19 @@ class Fd(Source):
         self._watched = watched
         try:
             self._start_reading()
-        except BaseException:
+        except BaseException as exc:
             if watched != self._fd:
                 os.close(watched)
             self._watched = -1
+            if isinstance(exc, PermissionError):
+                raise InvalidArgument(
+                    f"Fd({self._fd}): this kind of file cannot be polled (regular "
+                    "files and directories are always readable); read it directly"
+                ) from exc
+            if isinstance(exc, OSError):
+                raise InvalidArgument(
+                    f"Fd({self._fd}): the loop cannot watch this fd ({exc.strerror})"
+                ) from exc
             raise
 
     def _start_reading(self) -> None:
