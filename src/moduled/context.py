@@ -15,6 +15,7 @@ and carries wake-ups from other threads.
 from __future__ import annotations
 
 import collections
+import contextlib
 import heapq
 import logging
 import os
@@ -268,7 +269,9 @@ class Context:
     def lookup(self, name: str) -> Module | None:
         """Return the module called ``name``, or None."""
         if not isinstance(name, str):
-            raise InvalidArgument(f"context {self.name!r}: lookup({name!r}): pass a name")
+            raise InvalidArgument(
+                f"context {self.name!r}: lookup({name!r}): pass a module name"
+            )
         return self._modules.get(name)
 
     _lookup = lookup
@@ -287,8 +290,8 @@ class Context:
 
     def _target(self, ref: Module | str, sender: Module, call: str) -> Module:
         """Resolve a message recipient, which must be running or paused."""
-        mod = self._modules.get(ref) if ref.__class__ is str else ref  # type: ignore[arg-type]
-        if mod is None or mod.__class__ is str or getattr(mod, "_ctx", None) is not self:
+        mod: Any = self._modules.get(ref) if ref.__class__ is str else ref  # type: ignore[arg-type]
+        if mod is None or getattr(mod, "_ctx", None) is not self:
             mod = self._resolve(ref, f"module {sender.name!r}: {call}")
         st = mod._state  # type: ignore[union-attr]
         if st is not _RUNNING and st is not _PAUSED:
@@ -364,10 +367,9 @@ class Context:
     def _remove_reader(self, fd: int) -> None:
         """Stop watching ``fd``; harmless if it is not watched."""
         if self._readers.pop(fd, None) is not None:
-            try:
+            # An fd closed before this call is already gone from the set.
+            with contextlib.suppress(OSError, ValueError):
                 self._ep.unregister(fd)
-            except (OSError, ValueError):
-                pass  # already closed: the kernel dropped it from the set
 
     def _call_at(self, deadline_ns: int, callback: Callable[[], Any]) -> TimerHandle:
         """Call ``callback()`` once at a ``time.monotonic_ns()`` deadline."""
@@ -396,10 +398,8 @@ class Context:
 
     def _on_wake(self) -> None:
         self._woken = False
-        try:
+        with contextlib.suppress(BlockingIOError):
             os.eventfd_read(self._wakefd)
-        except BlockingIOError:
-            pass
         queue = self._threadsafe
         while queue:
             self._run_callback(queue.popleft())
@@ -407,7 +407,7 @@ class Context:
     def _run_callback(self, callback: Callable[[], Any]) -> None:
         try:
             callback()
-        except Exception as exc:  # noqa: BLE001 - one source must not stop the loop
+        except Exception as exc:
             owner = getattr(callback, "__self__", None)
             module = getattr(owner, "_module", None) or (
                 owner if isinstance(owner, Module) else None
@@ -470,7 +470,7 @@ class Context:
                 continue
             try:
                 ok = mod.on_eval()
-            except Exception as exc:  # noqa: BLE001 - isolate the module
+            except Exception as exc:
                 mod._fail(exc, "on_eval")
                 continue
             if ok:
@@ -491,7 +491,8 @@ class Context:
             self._evaluate()
             self._publish_system(CTX_STARTED, None)
             if self._tick_ns and self._tick is None:
-                self._tick = self._call_at(self._start_ns + self._tick_ns, self._on_tick)
+                first = self._start_ns + self._tick_ns
+                self._tick = self._call_at(first, self._on_tick)
         finally:
             self._busy = False
         log.info("%s: looping", self.name)
@@ -634,4 +635,3 @@ class Context:
                 self._ep.close()
             except OSError:
                 pass
-

@@ -60,6 +60,7 @@ _HIGH = SrcFlag.PRIO_HIGH
 _NORM = SrcFlag.PRIO_NORM
 _PS = SrcType.PS
 _DENY_PUB = int(ModFlag.DENY_PUB)
+_NO_FLAGS = SrcFlag(0)
 _new_tuple = tuple.__new__
 
 Handler = Callable[[list[Event]], Any]
@@ -95,8 +96,7 @@ class _TokenBucket:
         now = _monotonic_ns()
         tokens = self.tokens + (now - self.stamp) * self.rate / 1e9
         self.stamp = now
-        if tokens > self.burst:
-            tokens = self.burst
+        tokens = min(tokens, self.burst)
         if tokens < 1.0:
             self.tokens = tokens
             return False
@@ -117,8 +117,10 @@ class Module:
         InvalidArgument: no name, or a name that is not a non-empty string.
     """
 
-    name: ClassVar[str | None] = None  # type: ignore[misc]
-    flags: ClassVar[ModFlag] = ModFlag(0)  # type: ignore[misc]
+    #: The module's name; a subclass may set it as a class attribute.
+    name: str = None  # type: ignore[assignment]
+    #: The module's flags, fixed at construction.
+    flags: ModFlag = ModFlag(0)
 
     def __init__(
         self,
@@ -139,8 +141,8 @@ class Module:
             flags = type(self).flags
         if not isinstance(flags, int) or isinstance(flags, bool):
             raise InvalidArgument(f"module {name!r}: flags must be md.ModFlag values")
-        self.name = name  # type: ignore[misc]
-        self.flags = ModFlag(flags)  # type: ignore[misc]
+        self.name = name
+        self.flags = ModFlag(flags)
         self._fl = int(flags)  # the flags as a plain int, for the hot paths
         self.userdata = userdata
         self.failure: BaseException | None = None
@@ -344,7 +346,7 @@ class Module:
         ctx._idle_discard(self)
         try:
             ok = self.on_start()
-        except Exception as exc:  # noqa: BLE001 - isolate the module
+        except Exception as exc:
             self._fail(exc, "on_start")
             return
         if ok is False and self._state is _RUNNING:
@@ -362,7 +364,7 @@ class Module:
         if hook:
             try:
                 self.on_stop()
-            except Exception as exc:  # noqa: BLE001 - isolate the module
+            except Exception as exc:
                 self._record_failure(exc, "on_stop")
         self._reset()
         ctx._publish_system(MOD_STOPPED, self)
@@ -461,9 +463,7 @@ class Module:
         """
         self._live("unbecome")
         if not self._handlers:
-            raise StateError(
-                f"module {self.name!r}: unbecome: no become() to undo"
-            )
+            raise StateError(f"module {self.name!r}: unbecome: no become() to undo")
         self._handlers.pop()
 
     def stash(self, event: Event) -> None:
@@ -661,17 +661,20 @@ class Module:
                     handlers[-1](batch)
                 else:
                     self.on_evt(batch)
-            except Exception as exc:  # noqa: BLE001 - isolate the module
+            except Exception as exc:
                 self._fail(exc, "on_evt")
                 return
-        if pill is not None and self._pill is None and self._state is not _STOPPED:
-            if self._state is _RUNNING or self._state is _PAUSED:
-                self._stop()
+        if (
+            pill is not None
+            and self._pill is None
+            and (self._state is _RUNNING or self._state is _PAUSED)
+        ):
+            self._stop()
 
     # -- sources ----------------------------------------------------------------
 
     def register(
-        self, source: Source, *, flags: SrcFlag = SrcFlag(0), userdata: Any = None
+        self, source: Source, *, flags: SrcFlag = _NO_FLAGS, userdata: Any = None
     ) -> Source:
         """Register ``source`` on this module and start watching it.
 
@@ -733,11 +736,11 @@ class Module:
             del self._sources[ident]
         try:
             source._detach()
-        except Exception:  # noqa: BLE001 - detaching must not stop the others
+        except Exception:
             log.exception("%s: detaching %r failed", self.name, source)
         source._unbind()
 
-    def sources(self, type: SrcType | None = None) -> list[Source]:  # noqa: A002
+    def sources(self, type: SrcType | None = None) -> list[Source]:
         """Return the registered sources, of one type or all, oldest first."""
         self._live("sources")
         if type is not None and not isinstance(type, SrcType):
@@ -822,7 +825,9 @@ class Module:
         ctx = self._ctx
         if ctx is None or self._tb is not None or self._fl & _DENY_PUB:
             ctx = self._may_send("tell")
-        target = ctx._modules.get(recipient) if recipient.__class__ is str else recipient
+        target: Any = recipient
+        if recipient.__class__ is str:
+            target = ctx._modules.get(recipient)
         if (
             not isinstance(target, Module)
             or target._ctx is not ctx
@@ -832,7 +837,8 @@ class Module:
         if target._limit:
             self._check_room(target, "tell")
         self._sent += 1
-        ev = Event(_PS, _new_tuple(PsMessage, (self, None, message)), None, _monotonic_ns())
+        msg = _new_tuple(PsMessage, (self, None, message))
+        ev = Event(_PS, msg, None, _monotonic_ns())
         if target._batch_size:
             target._enqueue(ev, _NORM)
             return

@@ -108,9 +108,7 @@ def test_module_is_running_inside_on_start_and_may_send():
         m.tell(m, "from on_start")
 
     ctx = md.Context("s")
-    mod = ctx.register(
-        Recorder("m", start=start, evt=lambda m, evs: m.ctx.quit())
-    )
+    mod = ctx.register(Recorder("m", start=start, evt=lambda m, evs: m.ctx.quit()))
     ctx.loop()
 
     assert seen == [md.ModState.RUNNING]
