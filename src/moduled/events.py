@@ -42,7 +42,7 @@ class Event:
 
     def __init__(
         self,
-        type: SrcType,  # noqa: A002 - the DESIGN's attribute name
+        type: SrcType,
         data: Any,
         userdata: Any,
         ts: int,

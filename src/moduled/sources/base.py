@@ -187,6 +187,6 @@ class Source(abc.ABC):
     def __repr__(self) -> str:
         try:
             key = self.key
-        except Exception:  # noqa: BLE001 - repr must never raise
+        except Exception:
             key = "?"
         return f"{type(self).__name__}({key!r})"
