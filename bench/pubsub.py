@@ -8,7 +8,9 @@ Workloads, all through a real Context loop:
   4. scaling: a tell with 1 and with 10,000 modules registered, and an exact
      publish with 10 and with 10,000 unrelated regex subscriptions.
 Baselines in the same run: an unbounded asyncio.Queue producer/consumer and
-Pykka actors (the ``bench`` extra installs Pykka) doing the same work.
+Pykka threading actors (the ``bench`` extra installs Pykka) doing the same
+work: an actor keeping 10,000 tells to itself in flight, and two actors
+telling each other back and forth.
 
 Prints a table, then one JSON line with every figure.
 """
@@ -19,6 +21,7 @@ import asyncio
 import json
 import sys
 import time
+from typing import Any
 
 import moduled as md
 
@@ -171,6 +174,7 @@ def asyncio_queue(n: int = SELF_TELLS) -> float:
 
 
 def pykka_figures() -> dict[str, float] | None:
+    """The same two workloads with Pykka threading actors."""
     try:
         import pykka
     except ImportError:
@@ -179,33 +183,61 @@ def pykka_figures() -> dict[str, float] | None:
     n_tells = 200_000
     n_trips = 20_000
 
-    class Counter(pykka.ThreadingActor):
-        def __init__(self, done, n) -> None:
+    class SelfTeller(pykka.ThreadingActor):
+        def __init__(self, done: Any) -> None:
             super().__init__()
-            self.count = 0
             self.done = done
-            self.n = n
+            self.got = 0
+            self.sent = 0
 
-        def on_receive(self, message):
-            self.count += 1
-            if self.count == self.n:
+        def on_start(self) -> None:
+            self.sent = min(WINDOW, n_tells)
+            for _ in range(self.sent):
+                self.actor_ref.tell(1)
+
+        def on_receive(self, message: Any) -> None:
+            self.got += 1
+            if self.sent < n_tells:
+                self.sent += 1
+                self.actor_ref.tell(1)
+            if self.got == n_tells:
                 self.done.set(True)
 
-    class Echo(pykka.ThreadingActor):
-        def on_receive(self, message):
-            return message
+    class Player(pykka.ThreadingActor):
+        def __init__(self, done: Any) -> None:
+            super().__init__()
+            self.done = done
+            self.peer: Any = None
+            self.trips = 0
+
+        def on_receive(self, message: Any) -> None:
+            if isinstance(message, tuple):
+                self.peer = message[1]
+                if message[0] == "serve":
+                    self.peer.tell(0)
+                return
+            if self.done is None:
+                self.peer.tell(0)
+                return
+            self.trips += 1
+            if self.trips == n_trips:
+                self.done.set(True)
+            else:
+                self.peer.tell(0)
 
     done = pykka.ThreadingFuture()
-    counter = Counter.start(done, n_tells)
     t0 = time.perf_counter()
-    for _ in range(n_tells):
-        counter.tell(1)
-    done.get(timeout=120)
+    SelfTeller.start(done)
+    done.get(timeout=300)
     tells = n_tells / (time.perf_counter() - t0)
-    echo = Echo.start()
+
+    done = pykka.ThreadingFuture()
+    ping = Player.start(done)
+    pong = Player.start(None)
+    pong.tell(("peer", ping))
     t0 = time.perf_counter()
-    for _ in range(n_trips):
-        echo.ask(1)
+    ping.tell(("serve", pong))
+    done.get(timeout=300)
     trips = n_trips / (time.perf_counter() - t0)
     pykka.ActorRegistry.stop_all()
     return {"tells_per_s": tells, "round_trips_per_s": trips}
