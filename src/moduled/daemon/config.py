@@ -10,6 +10,7 @@
     restart = "on-failure"     # default policy: "on-failure" or "never"
     restart_delay = 1.0        # first restart after 1 s, then 2, 4, 8 ...
     restart_max_delay = 60.0   # ... never more than this
+    request_timeout = 5.0      # control clients must complete a request in time
 
     [plugins.exec_logger]      # one table per plugin file (its stem)
     enabled = true             # false: the file is not loaded
@@ -78,6 +79,7 @@ class Config:
     restart: str = "on-failure"
     restart_delay: float = 1.0
     restart_max_delay: float = 60.0
+    request_timeout: float = 5.0
     plugins: Mapping[str, Mapping[str, Any]] = dataclasses.field(
         default_factory=lambda: types.MappingProxyType({})
     )
@@ -127,6 +129,7 @@ def _parse_daemon(where: str, table: Mapping[str, Any]) -> dict[str, Any]:
         "restart": str,
         "restart_delay": (int, float),
         "restart_max_delay": (int, float),
+        "request_timeout": (int, float),
     }
     out: dict[str, Any] = {}
     for key, value in table.items():
@@ -137,6 +140,8 @@ def _parse_daemon(where: str, table: Mapping[str, Any]) -> dict[str, Any]:
         _check_type(where, key, value, known[key])
         out[key] = value
     _check_restart(where, out)
+    if "request_timeout" in out and out["request_timeout"] <= 0:
+        raise InvalidArgument(f"{where}: request_timeout must be positive")
     if "plugins" in out:
         for item in out["plugins"]:
             if not isinstance(item, str) or not item:

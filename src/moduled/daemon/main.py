@@ -147,7 +147,7 @@ def run_files(argv: Sequence[str]) -> int:
 
 
 def run_doctor(argv: Sequence[str]) -> int:
-    from ..kernel import doctor  # noqa: PLC0415 - loads the kernel backends
+    from ..kernel import doctor
 
     return int(doctor.main(list(argv)) or 0)
 

@@ -74,10 +74,16 @@ class Notifier:
         payload = "\n".join(lines).encode()
         try:
             if self._sock is None:
+                # Non-blocking: a manager that stopped reading (its queue is
+                # full) must not stall the loop; the datagram is dropped.
                 self._sock = socket.socket(
-                    socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC
+                    socket.AF_UNIX,
+                    socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK,
                 )
             self._sock.sendto(payload, self._address)
+        except BlockingIOError:
+            log.debug("notify: manager's queue is full; dropped %s", lines[:1])
+            return False
         except OSError as exc:
             log.warning("notify: cannot send %s: %s", lines[0] if lines else "", exc)
             return False

@@ -4,9 +4,10 @@ Loading a plugin file:
 
 1. As root, :func:`~moduled.daemon.trust.check_trusted` refuses a file or
    directory that someone other than root could change.
-2. The file is imported from its path under a unique module name
-   (``moduled_plugin_<stem>_<n>``), so two versions of one file, or two
-   files with the same name in different directories, never share state.
+2. The file is read, compiled and run as a fresh Python module with a
+   unique name (``moduled_plugin_<stem>_<n>``), so two versions of one
+   file, or two files with the same name in different directories, never
+   share state; no bytecode cache is read or written.
 3. Every ``moduled.Module`` subclass *defined in that file* (imported ones
    are skipped, and so are names starting with ``_``: abstract helpers) is
    instantiated without arguments — or with ``config=`` when its
@@ -30,7 +31,6 @@ delays the daemon, so plugins do their work in hooks and sources.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import inspect
 import itertools
 import logging
@@ -167,15 +167,19 @@ def import_plugin(
     name = plugin_name(path)
     safe = re.sub(r"\W", "_", name)
     modname = f"moduled_plugin_{safe}_{next(_counter)}"
-    spec = importlib.util.spec_from_file_location(modname, path)
-    if spec is None or spec.loader is None:
-        raise PluginError(f"plugin {name}: {path} cannot be imported as Python")
-    pymod = importlib.util.module_from_spec(spec)
+    pymod = types.ModuleType(modname)
+    pymod.__file__ = path
     # In sys.modules while it runs, as for any import: dataclasses, pickle and
     # typing look their module up there.
     sys.modules[modname] = pymod
     try:
-        spec.loader.exec_module(pymod)
+        # Compiled from the text read now, not through the import system:
+        # its bytecode cache keys on (mtime in seconds, size), so a quick
+        # in-place edit of the same size would load the old code, and it
+        # would write __pycache__ into the plugin directory.
+        with open(path, "rb") as f:
+            source = f.read()
+        exec(compile(source, path, "exec"), pymod.__dict__)
         classes = _module_classes(pymod, Module)
         if not classes:
             raise PluginError(

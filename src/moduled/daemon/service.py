@@ -237,7 +237,12 @@ class Daemon:
         if self.socket_path is not None:
             sock = bind_control_socket(self.socket_path, self._group_gid())
             commands = Commands(self)
-            self.control = ControlServer(sock, commands.handle, commands.closed)
+            self.control = ControlServer(
+                sock,
+                commands.handle,
+                commands.closed,
+                request_timeout=float(self.config.request_timeout),
+            )
         self.ctx.register(self.supervisor)
         self.ctx.register(self.tap)
         self.scan()
