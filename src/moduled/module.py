@@ -568,7 +568,8 @@ class Module(Mailbox):
             self._check_room(target, "tell")
         self._sent += 1
         msg = _new_tuple(PsMessage, (self, None, message))
-        ev = Event(_PS, msg, None, _monotonic_ns())
+        self._last_ns = now = _monotonic_ns()
+        ev = Event(_PS, msg, None, now)
         if target._batch_size:
             target._enqueue(ev, _NORM)
             return
@@ -599,6 +600,7 @@ class Module(Mailbox):
                 f"with {SYSTEM_PREFIX!r} are reserved for the context"
             )
         self._sent += 1
+        self._last_ns = _monotonic_ns()
         return ctx._publish(topic, PsMessage(self, topic, message), self)
 
     def broadcast(self, message: Any) -> int:
@@ -619,7 +621,8 @@ class Module(Mailbox):
         for m in targets:
             if m._limit:
                 self._check_room(m, "broadcast")
-        ev = Event(_PS, PsMessage(self, None, message), None, _monotonic_ns())
+        self._last_ns = now = _monotonic_ns()
+        ev = Event(_PS, PsMessage(self, None, message), None, now)
         self._sent += 1
         for m in targets:
             m._enqueue(ev, _NORM)
