@@ -118,7 +118,7 @@ def bind_control_socket(path: str, group_gid: int | None) -> socket.socket:
         os.chmod(path, 0o660)
         if group_gid is not None:
             os.chown(path, -1, group_gid)
-        sock.listen(128)
+        sock.listen(1024)
     except OSError as exc:
         sock.close()
         raise SourceUnavailable(
@@ -135,6 +135,7 @@ class Client:
         "_closing",
         "_deadline",
         "_inbuf",
+        "_lingering",
         "_server",
         "_want_out",
         "closed",
@@ -157,6 +158,7 @@ class Client:
         self.outbuf = bytearray()
         self._want_out = False
         self._closing = False
+        self._lingering = False
         self._deadline: Any = None
         self.closed = False
         self.stream_id: Any = None
@@ -217,6 +219,25 @@ class Client:
         if not self.outbuf:
             self._server._drop(self)
 
+    def refuse(self, line: bytes) -> None:
+        """Send a last error reply, then hang up without losing it.
+
+        Closing a Unix socket while the peer's data sits unread makes the
+        peer's reads fail with ECONNRESET, reply or not.  So the write side
+        is shut (the peer reads the reply, then EOF) and what the peer
+        still sends is drained until it hangs up or its deadline passes.
+        """
+        self._inbuf.clear()
+        self._lingering = True
+        self.send(line)
+        if not self.closed and not self.outbuf:
+            self._shut()
+
+    def _shut(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_WR)
+        self._closing = True
+
     # -- internals, called by the server ------------------------------------
 
     def _arm(self) -> None:
@@ -233,6 +254,9 @@ class Client:
     def _expired(self) -> None:
         self._deadline = None
         if self.closed or self.streaming:
+            return
+        if self._lingering:
+            self._server._drop(self)
             return
         log.info("control: %r: no complete request in time; dropped", self)
         self.outbuf += error_reply(
@@ -258,7 +282,10 @@ class Client:
             self._want_out = want
             mask = select.EPOLLIN | (select.EPOLLOUT if want else 0)
             self._server._ep.modify(self.fd, mask)
-        if not self.outbuf and self._closing:
+        if not self.outbuf and self._lingering:
+            if not self._closing:
+                self._shut()
+        elif not self.outbuf and self._closing:
             self._server._drop(self)
 
     def _read(self) -> None:
@@ -275,7 +302,7 @@ class Client:
                 self._eof()
                 return
             budget -= len(data)
-            if self._closing:
+            if self._closing or self._lingering:
                 continue  # refused or done: ignore what else it sends
             self._inbuf += data
             self._lines()
@@ -290,7 +317,7 @@ class Client:
             self._closing = True
 
     def _lines(self) -> None:
-        while not self._closing:
+        while not self._closing and not self._lingering:
             end = self._inbuf.find(b"\n")
             if end < 0:
                 if len(self._inbuf) >= MAX_LINE:
@@ -307,11 +334,8 @@ class Client:
                 self._arm()
 
     def _refuse_large(self) -> None:
-        self._inbuf.clear()
-        self.send(
-            error_reply(None, "too_large", f"request line longer than {MAX_LINE} bytes")
-        )
-        self.close()
+        message = f"request line longer than {MAX_LINE} bytes"
+        self.refuse(error_reply(None, "too_large", message))
 
 
 class ControlServer(Source):
