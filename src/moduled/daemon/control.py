@@ -365,6 +365,12 @@ class ControlServer(Source):
     ) -> None:
         self._sock = sock
         self._path = sock.getsockname()
+        # The socket file's inode, to unlink only our own file at the end
+        # (fstat on the socket gives sockfs's inode, not the file's).
+        try:
+            self._ino: int | None = os.stat(self._path).st_ino
+        except OSError:
+            self._ino = None
         self._handler = handler
         self._on_close = on_close
         self.request_timeout = request_timeout
@@ -407,7 +413,7 @@ class ControlServer(Source):
         self._ep.close()
         self._ep = None
         try:
-            if os.stat(self._path).st_ino == os.fstat(self._sock.fileno()).st_ino:
+            if os.stat(self._path).st_ino == self._ino:
                 os.unlink(self._path)
         except OSError:
             pass

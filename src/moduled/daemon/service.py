@@ -205,6 +205,7 @@ class Daemon:
         self.started_at = time.time()
         self.started_ns = time.monotonic_ns()
         self.ready_ns: int | None = None
+        self.stopping = False
         self.control: ControlServer | None = None
         self.supervisor = Supervisor(self)
         self.tap = Tap()
@@ -263,8 +264,24 @@ class Daemon:
         self._sweep()
 
     def shutdown(self) -> None:
-        """Stop every module (detaching every source) and leave the loop."""
+        """Stop every module (detaching every source) and leave the loop.
+
+        The plugins' modules are stopped here, newest first, rather than by
+        the loop's exit: stopping drops their queues, whereas the exit
+        flushes pending messages first, which a module that keeps telling
+        itself (an event storm) would stretch for seconds.
+        """
         self.notifier.stopping()
+        self.stopping = True
+        for handle, _due in self._pending.values():
+            handle.cancel()
+        self._pending.clear()
+        for module in reversed(self.plugin_modules()):
+            if module.state in (ModState.RUNNING, ModState.PAUSED):
+                try:
+                    module.stop()
+                except ModuledError as exc:
+                    log.error("module %s: cannot stop: %s", module.name, exc)
         self.ctx.quit(0)
 
     def status_line(self) -> str:
@@ -382,7 +399,8 @@ class Daemon:
         self._changed()
         plugin = self.owner.get(module.name)
         if (
-            plugin is None
+            self.stopping
+            or plugin is None
             or module not in plugin.modules
             or module.failure is None
             or module.state is not ModState.STOPPED

@@ -1,0 +1,317 @@
+"""Signals, trust, the default main and the systemd unit."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from moduled.kernel import doctor
+
+from .conftest import PY, wait_for, write
+
+NAMED = """
+import moduled as md
+
+class Named(md.Module):
+    def __init__(self, config):
+        super().__init__(name=config.get("name", "hup_default"))
+
+    def on_evt(self, events):
+        pass
+"""
+
+
+def test_sighup_rereads_the_config_and_reloads_every_plugin(make_daemon):
+    d = make_daemon('[plugins.named]\nname = "hup_before"\n')
+    write(d.plugins / "named.py", NAMED)
+    d.start()
+    wait_for(lambda: d.module("hup_before"))
+    d.config.write_text('[plugins.named]\nname = "hup_after"\n')
+
+    d.signal(signal.SIGHUP)
+
+    d.wait_datagram("RELOADING=1")
+    d.wait_datagram("READY=1")
+    assert d.module("hup_after")["state"] == "running"
+    assert d.module("hup_before") is None
+    assert d.proc.poll() is None
+
+
+def test_sighup_with_a_broken_config_keeps_the_previous_one(make_daemon):
+    d = make_daemon('[plugins.named]\nname = "kept"\n')
+    write(d.plugins / "named.py", NAMED)
+    d.start()
+    d.config.write_text("[daemon\nthis is not toml")
+
+    d.signal(signal.SIGHUP)
+
+    d.wait_datagram("READY=1")
+    assert d.module("kept")["state"] == "running"
+    assert "keeping the previous config" in d.log_text()
+
+
+STORM = """
+import moduled as md
+
+class Storm(md.Module):
+    name = "storm"
+
+    def on_start(self):
+        for i in range(64):
+            self.tell(self, i)
+
+    def on_evt(self, events):
+        for ev in events:
+            self.tell(self, ev.data.message)
+            self.publish("storm", ev.data.message)
+"""
+
+PROBES = """
+import moduled as md
+
+class Probes(md.Module):
+    name = "probes"
+
+    def on_start(self):
+        self.register(md.Tracepoint("raw_syscalls", "sys_enter", fields=["id"]))
+        self.register(md.Uprobe("c", "getpid"))
+
+    def on_evt(self, events):
+        pass
+"""
+
+
+def _bcc_entries(pid: int) -> list[str]:
+    found = []
+    for name in ("uprobe_events", "kprobe_events"):
+        path = Path("/sys/kernel/tracing") / name
+        if path.exists():
+            found += [
+                line for line in path.read_text().splitlines() if f"_{pid}" in line
+            ]
+    return found
+
+
+def test_sigterm_during_an_event_storm_exits_zero_with_probes_detached(make_daemon):
+    d = make_daemon()
+    write(d.plugins / "storm.py", STORM)
+    write(d.plugins / "probes.py", PROBES)
+    d.start()
+    wait_for(lambda: (m := d.module("storm")) and m["recv"] > 10_000, what="storm")
+    probes = d.module("probes")
+    kernel = probes is not None and probes["state"] == "running"
+    if kernel:
+        wait_for(lambda: d.result("probes") and d.result("probes")[0]["events"] > 0)
+    pid = d.proc.pid
+
+    d.signal(signal.SIGTERM)
+
+    assert d.proc.wait(timeout=10) == 0
+    assert "STOPPING=1" in d.wait_datagram("STOPPING=1")
+    assert _bcc_entries(pid) == []
+    assert not os.path.exists(d.sock_path)
+
+
+@pytest.mark.kernel
+def test_probe_plugin_attaches_and_sigterm_detaches_it(make_daemon):
+    if os.geteuid() != 0:
+        pytest.skip("needs root (CAP_BPF / CAP_PERFMON)")
+    failing = [c for c in doctor.check() if not c.ok and c.name in ("bcc", "tracefs")]
+    if failing:
+        pytest.skip(f"eBPF unavailable: {failing[0].detail}")
+    d = make_daemon()
+    write(d.plugins / "probes.py", PROBES)
+    d.start()
+    module = wait_for(lambda: (m := d.module("probes")) and m["state"] != "idle" and m)
+    assert module["state"] == "running", module["failure"]
+    # The uprobe fires on every getpid() call in any process.
+    subprocess.run([PY, "-c", "import os\nfor _ in range(1000): os.getpid()"])
+    probes = wait_for(
+        lambda: (
+            all(p["events"] > 0 for p in (d.result("probes") or [{}]))
+            and d.result("probes")
+        )
+    )
+    pid = d.proc.pid
+
+    d.signal(signal.SIGTERM)
+
+    assert d.proc.wait(timeout=10) == 0
+    assert len(probes) == 2
+    assert _bcc_entries(pid) == []
+
+
+@pytest.mark.root
+def test_group_writable_plugin_is_refused_as_root(make_daemon):
+    if os.geteuid() != 0:
+        pytest.skip("the trust check applies to a daemon running as root")
+    d = make_daemon()
+    write(d.plugins / "ok.py", NAMED)
+    write(d.plugins / "loose.py", NAMED.replace("hup_default", "loose"), mode=0o664)
+    d.start()
+
+    plugin = wait_for(lambda: d.plugin("loose"))
+
+    assert plugin["state"] == "failed"
+    assert "writable by group" in plugin["error"]
+    assert "chmod g-w" in plugin["error"]
+    assert d.module("loose") is None
+    assert d.module("hup_default")["state"] == "running"
+
+
+@pytest.mark.root
+def test_plugin_not_owned_by_root_is_refused_as_root(make_daemon):
+    if os.geteuid() != 0:
+        pytest.skip("the trust check applies to a daemon running as root")
+    d = make_daemon()
+    path = write(d.plugins / "foreign.py", NAMED)
+    os.chown(path, 65534, -1)
+    d.start()
+
+    plugin = wait_for(lambda: d.plugin("foreign"))
+
+    assert plugin["state"] == "failed"
+    assert "owned by uid 65534, not root" in plugin["error"]
+
+
+RUN_QUIT = """
+import moduled as md
+
+class Quitter(md.Module):
+    name = "quitter"
+
+    def on_start(self):
+        self.register(md.Timer(10_000_000), flags=md.SrcFlag.ONESHOT)
+
+    def on_evt(self, events):
+        self.ctx.quit(7)
+"""
+
+RUN_DONE = """
+import moduled as md
+
+class Once(md.Module):
+    name = "once"
+
+    def on_start(self):
+        self.register(md.Timer(10_000_000), flags=md.SrcFlag.ONESHOT)
+
+    def on_evt(self, events):
+        self.stop()
+"""
+
+RUN_FOREVER = """
+import moduled as md
+
+class Forever(md.Module):
+    name = "forever"
+
+    def on_start(self):
+        self.register(md.Timer(1_000_000_000))
+
+    def on_evt(self, events):
+        pass
+
+    def on_stop(self):
+        print("forever: on_stop", flush=True)
+"""
+
+
+def _run(tmp_path: Path, *sources: str, **kw) -> subprocess.CompletedProcess[str]:
+    files = []
+    for i, src in enumerate(sources):
+        files.append(str(write(tmp_path / f"f{i}.py", src)))
+    cmd = [PY, "-m", "moduled.daemon.main", "run", *files]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=30, **kw)
+
+
+def test_default_main_exits_with_the_quit_code(tmp_path):
+    assert _run(tmp_path, RUN_QUIT, RUN_FOREVER).returncode == 7
+
+
+def test_default_main_exits_zero_when_every_module_stopped(tmp_path):
+    assert _run(tmp_path, RUN_DONE).returncode == 0
+
+
+def test_default_main_fails_on_a_broken_file(tmp_path):
+    result = _run(tmp_path, "def x(:\n")
+
+    assert result.returncode == 1
+    assert "SyntaxError" in result.stderr
+
+
+def test_default_main_stops_modules_on_sigterm(tmp_path):
+    path = write(tmp_path / "forever.py", RUN_FOREVER)
+    proc = subprocess.Popen(
+        [PY, "-m", "moduled.daemon.main", "run", str(path)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    wait_for(lambda: _has_timerfd(proc.pid), what="module started")
+
+    proc.send_signal(signal.SIGTERM)
+
+    out, _ = proc.communicate(timeout=10)
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert "forever: on_stop" in out
+
+
+def _has_timerfd(pid: int) -> bool:
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if "timerfd" in os.readlink(f"/proc/{pid}/fd/{fd}"):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def test_store_flags_are_refused_clearly(tmp_path):
+    cmd = [PY, "-m", "moduled.daemon.main", "--store", str(tmp_path / "db")]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+
+    assert result.returncode == 2
+    assert "not yet supported" in result.stderr
+
+
+def test_missing_config_named_on_the_command_line_is_a_usage_error(tmp_path):
+    cmd = [PY, "-m", "moduled.daemon.main", "--config", str(tmp_path / "no.toml")]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+
+    assert result.returncode == 2
+    assert "no such file" in result.stderr
+
+
+def test_systemd_unit_passes_systemd_analyze_verify(tmp_path):
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed")
+    unit = Path(__file__).parents[2] / "systemd" / "moduled.service"
+    text = unit.read_text()
+    exec_start = re.search(r"^ExecStart=(\S+)", text, re.M)
+    assert exec_start is not None
+    moduled = Path(sys.executable).with_name("moduled")
+    if not moduled.exists():
+        pytest.skip("the moduled console script is not installed in this venv")
+    copy = tmp_path / "moduled.service"
+    copy.write_text(text.replace(exec_start.group(1), str(moduled)))
+
+    result = subprocess.run(
+        [analyze, "verify", str(copy)], capture_output=True, text=True, timeout=60
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "moduled.service" not in result.stderr, result.stderr
+    for key in ("Type=notify", "WatchdogSec=", "ExecReload=", "RuntimeDirectory="):
+        assert key in text
