@@ -76,7 +76,7 @@ class DaemonProc:
         self.datagrams: list[str] = []
         self.log = base / "daemon.log"
 
-    def start(self) -> DaemonProc:
+    def start(self, journal: bool = False, **extra_env: str) -> DaemonProc:
         env = dict(os.environ, NOTIFY_SOCKET=self.notify_path, PYTHONFAULTHANDLER="1")
         env.pop("MODULED_SOCKET", None)
         cmd = [
@@ -93,7 +93,12 @@ class DaemonProc:
             "debug",
             *self.args,
         ]
+        env.update(extra_env)
         with open(self.log, "wb") as log:
+            if journal:
+                # As systemd does: JOURNAL_STREAM names stderr's device:inode.
+                st = os.fstat(log.fileno())
+                env["JOURNAL_STREAM"] = f"{st.st_dev}:{st.st_ino}"
             self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=log)
         self.wait_datagram("READY=1")
         return self

@@ -315,3 +315,27 @@ def test_systemd_unit_passes_systemd_analyze_verify(tmp_path):
     assert "moduled.service" not in result.stderr, result.stderr
     for key in ("Type=notify", "WatchdogSec=", "ExecReload=", "RuntimeDirectory="):
         assert key in text
+
+
+def test_watchdog_pings_at_half_the_managers_interval(make_daemon):
+    d = make_daemon()
+
+    d.start(WATCHDOG_USEC="200000")
+
+    assert d.wait_datagram("WATCHDOG=1") == "WATCHDOG=1"
+    assert d.wait_datagram("WATCHDOG=1") == "WATCHDOG=1"
+
+
+def test_logs_carry_syslog_priorities_under_the_journal(make_daemon):
+    d = make_daemon()
+    write(d.plugins / "broken.py", "def f(:\n")
+
+    d.start(journal=True)
+    d.stop()
+
+    lines = d.log_text().splitlines()
+    assert any(
+        line.startswith("<3>moduled.daemon.plugins: plugin broken") for line in lines
+    )
+    assert any(line.startswith("<6>") for line in lines)
+    assert all(re.match(r"<[0-7]>", line) for line in lines if line)

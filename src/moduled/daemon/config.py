@@ -121,7 +121,7 @@ def _check_restart(where: str, table: Mapping[str, Any]) -> None:
 
 
 def _parse_daemon(where: str, table: Mapping[str, Any]) -> dict[str, Any]:
-    known = {
+    known: dict[str, type | tuple[type, ...]] = {
         "plugins": list,
         "socket": str,
         "group": str,

@@ -158,7 +158,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args and args[0] == "run":
         code = run_files(args[1:])
     elif args and args[0] == "doctor":
-        code = run_doctor(args[1:])
+        try:
+            code = run_doctor(args[1:])
+        except BrokenPipeError:  # `moduled doctor | head`
+            code = EXIT_OK
     else:
         code = run_daemon(args)
     if argv is None:

@@ -142,7 +142,7 @@ def _module_classes(pymod: types.ModuleType, base: type) -> list[type]:
 
 def _instantiate(cls: type, options: Mapping[str, Any]) -> Module:
     try:
-        params = inspect.signature(cls.__init__).parameters
+        params = inspect.signature(cls).parameters
     except (TypeError, ValueError):
         params = {}  # type: ignore[assignment]
     module = cls(config=options) if "config" in params else cls()
