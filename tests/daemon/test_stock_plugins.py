@@ -97,10 +97,11 @@ def test_exec_logger_publishes_each_exec(stock):
     _need_running(d, "exec_logger")
     tail = Tail(d, "exec")
 
-    subprocess.run(["/bin/true", "exec-logger-marker"], check=True)
+    # It lives long enough for its /proc/<pid>/cmdline to be read.
+    subprocess.run(["/bin/sh", "-c", "sleep 0.5", "exec-logger-marker"], check=True)
 
     event = tail.find(lambda e: "exec-logger-marker" in e["message"]["argv"])
-    assert event["message"]["exe"] == os.path.realpath("/bin/true")
+    assert event["message"]["exe"] == os.path.realpath("/bin/sh")
     tail.close()
 
 
