@@ -7,6 +7,11 @@ Publishes on ``exec`` (so ``modulectl tail exec`` shows them)::
 
     {"pid": 1234, "comm": "ls", "exe": "/usr/bin/ls", "argv": ["ls", "-l"]}
 
+``exe`` and ``argv`` are read from ``/proc/<pid>`` when the event is
+handled; a program that has already exited by then is reported with its
+``comm`` only (``exe`` null, ``argv`` empty).  The write_exec plugin shows
+how to get the file name regardless, from an eBPF tracepoint.
+
 Settings (``[plugins.exec_logger]`` in moduled.toml, seen as
 ``self.config``):
 

@@ -7,8 +7,12 @@ much malware arrives.  This plugin joins two sources to see it:
 
 * ``md.Path`` on ``/tmp``, ``/dev/shm`` and ``/var/tmp`` (IN_CLOSE_WRITE,
   IN_MOVED_TO): remembers which file was written when;
-* ``md.ProcEvents(kinds=("exec",))``: for each new program, its
-  ``/proc/<pid>/exe`` and the script paths in its argv (``sh /tmp/x``).
+* the ``sched:sched_process_exec`` tracepoint (eBPF), whose ``filename``
+  names the file executed even when the program exits at once; and the
+  process connector (``md.ProcEvents(kinds=("exec",))``), for each new
+  program's ``/proc/<pid>/exe`` and the script paths in its argv
+  (``sh /tmp/x``) while it still runs.  Either alone works (no eBPF: only
+  the process connector); an exec seen by both is reported once.
 
 An exec of a file written less than ``window`` seconds earlier is an
 alert, published on ``alert/write-exec``::
@@ -45,13 +49,21 @@ class WriteExec(md.Module):
         for d in self.config.get("dirs", DEFAULT_DIRS):
             if os.path.isdir(d):
                 self.register(md.Path(d, mask, recursive=recursive))
+        self._alerted: dict[tuple[int, str], int] = {}
+        try:
+            self.register(
+                md.Tracepoint("sched", "sched_process_exec", fields=["filename"])
+            )
+        except md.SourceUnavailable as exc:
+            self.log.info("write-exec: no eBPF (%s); /proc only", exc)
         self.register(md.ProcEvents(kinds=("exec",)))
 
     def _prune(self, now: int) -> None:
         horizon = now - self._window_ns
-        stale = [p for p, t in self._written.items() if t < horizon]
-        for p in stale:
+        for p in [p for p, t in self._written.items() if t < horizon]:
             del self._written[p]
+        for k in [k for k, t in self._alerted.items() if t < horizon]:
+            del self._alerted[k]
         while len(self._written) > _MAX_TRACKED:
             del self._written[next(iter(self._written))]
 
@@ -83,29 +95,45 @@ class WriteExec(md.Module):
                     self._written.pop(path, None)  # keep insertion order = age
                     self._written[path] = ev.ts
             elif ev.type is md.SrcType.PROC and self._written:
-                self._check_exec(ev.data, now)
-        if len(self._written) > 64:
+                exe, argv, paths = self._candidates(ev.data.tgid)
+                self._check(ev.data.tgid, ev.data.comm, exe, paths, argv=argv, now=now)
+            elif ev.type is md.SrcType.PROBE and self._written:
+                f = ev.data.fields
+                path = os.path.realpath(f["filename"])
+                self._check(f["tgid"], f["comm"], path, [path], argv=[], now=now)
+        if len(self._written) > 64 or len(self._alerted) > 64:
             self._prune(now)
 
-    def _check_exec(self, pe: md.ProcEvent, now: int) -> None:
-        exe, argv, paths = self._candidates(pe.tgid)
+    def _check(
+        self,
+        pid: int,
+        comm: str | None,
+        exe: str | None,
+        paths: list[str],
+        *,
+        argv: list[str],
+        now: int,
+    ) -> None:
         for path in paths:
             written = self._written.get(path)
             if written is None or now - written > self._window_ns:
                 continue
+            if (pid, path) in self._alerted:
+                return  # the other source saw this exec first
+            self._alerted[(pid, path)] = now
             ago = round((now - written) / 1e9, 3)
             self.log.warning(
                 "write-exec: pid %d (%s) runs %s, written %.1f s ago",
-                pe.tgid,
-                pe.comm,
+                pid,
+                comm,
                 path,
                 ago,
             )
             self.publish(
                 "alert/write-exec",
                 {
-                    "pid": pe.tgid,
-                    "comm": pe.comm,
+                    "pid": pid,
+                    "comm": comm,
                     "path": path,
                     "exe": exe,
                     "written_ago_s": ago,

@@ -144,10 +144,19 @@ def _plugins_table(plugins: list[dict[str, Any]]) -> str:
 
 def _probes_table(probes: list[dict[str, Any]]) -> str:
     rows = [
-        (p.get("module"), p.get("type"), p.get("key"), p.get("events"), p.get("lost"))
+        (
+            p.get("module"),
+            p.get("type"),
+            p.get("key"),
+            p.get("state", "attached"),
+            p.get("events"),
+            p.get("lost"),
+            p.get("error"),
+        )
         for p in probes
     ]
-    return render(("MODULE", "TYPE", "KEY", "EVENTS", "LOST"), rows)
+    headers = ("MODULE", "TYPE", "KEY", "STATE", "EVENTS", "LOST", "ERROR")
+    return render(headers, rows)
 
 
 def _print_status(st: dict[str, Any]) -> None:
