@@ -339,3 +339,13 @@ def test_logs_carry_syslog_priorities_under_the_journal(make_daemon):
     )
     assert any(line.startswith("<6>") for line in lines)
     assert all(re.match(r"<[0-7]>", line) for line in lines if line)
+
+
+def test_disabled_plugin_is_not_loaded(make_daemon):
+    d = make_daemon("[plugins.named]\nenabled = false\n")
+    write(d.plugins / "named.py", NAMED)
+
+    d.start()
+
+    assert d.plugin("named")["state"] == "disabled"
+    assert d.module("hup_default") is None
