@@ -430,6 +430,14 @@ class ControlServer(Source):
     # -- the loop's callback --------------------------------------------------
 
     def _on_ready(self) -> None:
+        # An exception escaping a source callback would fail the daemon's
+        # own module (and with it signals and hot reload): log it instead.
+        try:
+            self._serve()
+        except Exception:
+            log.exception("control: internal error; the server goes on")
+
+    def _serve(self) -> None:
         if self._ep is None:
             return
         listen_fd = self._sock.fileno()

@@ -38,6 +38,7 @@ from ..sources import (
     IN_DELETE,
     IN_MOVED_FROM,
     IN_MOVED_TO,
+    IN_Q_OVERFLOW,
     Path,
     Signal,
     Timer,
@@ -123,26 +124,38 @@ class Supervisor(Module):
             self._watches[directory] = src
 
     def on_evt(self, events: list[Event]) -> None:
-        d = self._daemon
         for ev in events:
-            kind = ev.type
-            if kind is SrcType.PATH:
-                self._path_event(ev.data)
-            elif kind is SrcType.SIGNAL:
-                if ev.data.signo == signal.SIGHUP:
-                    d.reload_all()
-                else:
-                    log.info("daemon: signal %d: stopping", ev.data.signo)
-                    d.shutdown()
-            elif kind is SrcType.TIMER:
-                d.notifier.watchdog()
-            elif kind is SrcType.PS:
-                if ev.data.topic == MOD_STOPPED and ev.data.sender is not None:
-                    d.module_stopped(ev.data.sender)
-                elif ev.data.topic == CTX_STARTED:
-                    d.started()
+            # Whatever goes wrong here, the daemon's own module must stay up:
+            # it holds the signals, the watches and the control socket.
+            try:
+                self._handle(ev)
+            except Exception:
+                log.exception("daemon: handling %r failed", ev)
+
+    def _handle(self, ev: Event) -> None:
+        d = self._daemon
+        kind = ev.type
+        if kind is SrcType.PATH:
+            self._path_event(ev.data)
+        elif kind is SrcType.SIGNAL:
+            if ev.data.signo == signal.SIGHUP:
+                d.reload_all()
+            else:
+                log.info("daemon: signal %d: stopping", ev.data.signo)
+                d.shutdown()
+        elif kind is SrcType.TIMER:
+            d.notifier.watchdog()
+        elif kind is SrcType.PS:
+            if ev.data.topic == MOD_STOPPED and ev.data.sender is not None:
+                d.module_stopped(ev.data.sender)
+            elif ev.data.topic == CTX_STARTED:
+                d.started()
 
     def _path_event(self, data: Any) -> None:
+        if data.mask & IN_Q_OVERFLOW:
+            log.warning("plugins: inotify queue overflowed; rescanning")
+            self._daemon.scan()
+            return
         name = data.name
         if not is_plugin_file(name):
             return
