@@ -13,12 +13,13 @@ import sys
 import uuid
 
 import pytest
+from tests.conftest import need_root
 
 import moduled as md
 from moduled.errors import InvalidArgument, NotFound, SourceUnavailable
 from moduled.kernel import doctor
+from moduled.kernel.codegen import prelude
 from moduled.kernel.probe import Bpf, Kprobe, Tracepoint, Uprobe
-from tests.conftest import need_root
 
 pytestmark = pytest.mark.kernel
 
@@ -224,7 +225,7 @@ def test_unknown_tracepoint_and_field_fail_at_register_naming_them():
     ctx.register(mod)
     mod.start()
 
-    with pytest.raises(NotFound, match="no_such_tp.*available_events"):
+    with pytest.raises(NotFound, match=r"no_such_tp.*available_events"):
         mod.register(Tracepoint("sched", "no_such_tp"))
     with pytest.raises(NotFound, match="no field 'nope'"):
         mod.register(Tracepoint("sched", "sched_process_exec", fields=["nope"]))
@@ -266,8 +267,6 @@ def test_kprobe_code_passes_the_kernel_verifier():
     need_bpf()
     from bcc import BPF
 
-    from moduled.kernel.codegen import prelude
-
     probe = Kprobe(
         "do_sys_openat2",
         args=(("dfd", "int"), ("path", "user char*")),
@@ -282,3 +281,15 @@ def test_kprobe_code_passes_the_kernel_verifier():
         bpf.load_func(b"md_entry_0", BPF.KPROBE)
     finally:
         bpf.cleanup()
+
+
+def test_every_stock_probe_matches_this_kernels_tracepoints():
+    need_bpf()
+    from moduled.kernel.probe import STOCK, stock
+
+    for name in STOCK:
+        src = stock(name)
+        src._prepare()
+        assert src._layout is not None, name
+    with pytest.raises(NotFound, match="choose one of"):
+        stock("nope")

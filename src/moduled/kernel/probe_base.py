@@ -37,9 +37,9 @@ __all__ = ["DEFAULT_RING_PAGES", "ProbeSource"]
 
 log = logging.getLogger(__name__)
 
-#: Default ring size: 1 MiB holds ~10,000 records of 100 bytes, i.e. 100 ms
+#: Default ring size: 4 MiB holds ~40,000 records of 100 bytes, i.e. 400 ms
 #: of a 100,000 events/s storm while the loop is busy elsewhere.
-DEFAULT_RING_PAGES = 256
+DEFAULT_RING_PAGES = 1024
 BUILTIN_NAMES = {f.name for f in HEADER} | {"retval"}
 _NEEDS = ("privileges", "bcc", "tracefs", "headers", "ringbuf")
 

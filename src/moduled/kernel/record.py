@@ -233,11 +233,13 @@ class Layout:
         if groups:
             return self._grouping_decoder(probe, strs, groups)
 
+        str_names = [names[i] for i in strs]
+
         def decode(buf: Any, off: int) -> ProbeEvent:
-            v = list(unpack_from(buf, off))
-            for i in strs:
-                v[i] = v[i].split(b"\0", 1)[0].decode("utf-8", "replace")
-            return ProbeEvent(probe, dict(zip(names, v, strict=True)))
+            d = dict(zip(names, unpack_from(buf, off)))  # noqa: B905 - same length
+            for n in str_names:
+                d[n] = d[n].split(b"\0", 1)[0].decode("utf-8", "replace")
+            return ProbeEvent(probe, d)
 
         return decode
 
