@@ -36,6 +36,7 @@ from .events import Event, PsMessage
 from .flags import ModFlag, ModState, SrcType
 from .module import Module
 from .pubsub import CTX_STARTED, CTX_STOPPED, CTX_TICK, Topics
+from .threads import loop_thread_only
 
 __all__ = ["Context", "CtxStats"]
 
@@ -163,6 +164,7 @@ class Context:
         self._tick: TimerHandle | None = None
         self._tick_ns = 0
         self._thread: threading.Thread | None = None
+        self._owner: int | None = None  # ident of the looping thread
         self._old_thread_name: str | None = None
 
         self._start_ns = 0
@@ -189,6 +191,7 @@ class Context:
                 "(its last module left); create a new one or pass persist=True"
             )
 
+    @loop_thread_only
     def register(self, module: Module) -> Module:
         """Add ``module``; it starts when its ``on_eval`` says so.
 
@@ -236,6 +239,7 @@ class Context:
         log.debug("%s: registered in %s", module.name, self.name)
         return module
 
+    @loop_thread_only
     def deregister(self, module: Module | str) -> None:
         """Stop ``module`` if needed and remove it; it becomes a zombie.
 
@@ -266,6 +270,7 @@ class Context:
         mod._ctx = None
         log.debug("%s: deregistered from %s", mod.name, self.name)
 
+    @loop_thread_only
     def lookup(self, name: str) -> Module | None:
         """Return the module called ``name``, or None."""
         if not isinstance(name, str):
@@ -274,7 +279,8 @@ class Context:
             )
         return self._modules.get(name)
 
-    _lookup = lookup
+    def _lookup(self, name: str) -> Module | None:
+        return self._modules.get(name)
 
     def _resolve(self, ref: Module | str, what: str) -> Module:
         if isinstance(ref, str):
@@ -304,6 +310,7 @@ class Context:
     def _idle_discard(self, module: Module) -> None:
         self._idle.pop(module, None)
 
+    @loop_thread_only
     def finalize(self) -> None:
         """Refuse any further module registration."""
         self._finalized = True
@@ -333,6 +340,7 @@ class Context:
         if self._topics.match(topic):
             self._publish(topic, PsMessage(sender, topic, None), None)
 
+    @loop_thread_only
     def set_tick(self, ns: int) -> None:
         """Publish ``md.CTX_TICK`` every ``ns`` nanoseconds; 0 turns it off.
 
@@ -481,6 +489,7 @@ class Context:
         if self._looping:
             raise StateError(f"context {self.name!r}: loop: already looping")
         self._thread = threading.current_thread()
+        self._owner = threading.get_ident()
         self._old_thread_name = _set_thread_name(self.name)
         self._looping = True
         self._busy = True
@@ -524,7 +533,9 @@ class Context:
             self._looping_ns += _monotonic_ns() - self._start_ns
             if self._old_thread_name is not None:
                 _set_thread_name(self._old_thread_name)
+            self._on_wake()  # calls queued by other threads still run here
             self._thread = None
+            self._owner = None
         log.info("%s: stopped with code %d", self.name, self._quit_code)
         if not self.persist and not self._modules:
             self._close()
@@ -595,6 +606,7 @@ class Context:
 
     # -- introspection ----------------------------------------------------------
 
+    @loop_thread_only
     def stats(self) -> CtxStats:
         """Return the context's counters (see :class:`CtxStats`)."""
         looping = self._looping_ns
@@ -612,6 +624,7 @@ class Context:
             ),
         )
 
+    @loop_thread_only
     def dump(self) -> dict[str, Any]:
         """Describe the context and its modules as a JSON-serialisable dict."""
         return {

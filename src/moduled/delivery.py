@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import InvalidArgument, RateLimited
 from .events import Event
 from .flags import ModState, SrcFlag
+from .threads import loop_thread_only
 
 if TYPE_CHECKING:
     from .context import Context
@@ -133,6 +134,7 @@ class Mailbox:
                 f"({target._limit} pending); retry later or raise its mailbox_set"
             )
 
+    @loop_thread_only
     def stash(self, event: Event) -> None:
         """Keep ``event`` aside until ``unstash``.
 
@@ -146,6 +148,7 @@ class Mailbox:
             )
         self._stash.append(event)
 
+    @loop_thread_only
     def unstash(self, count: int | None = None) -> int:
         """Re-deliver ``count`` stashed events (all when None), oldest first.
 
@@ -179,6 +182,7 @@ class Mailbox:
 
     # -- delivery policy --------------------------------------------------------
 
+    @loop_thread_only
     def batch_set(self, size: int, timeout_ns: int) -> None:
         """Deliver NORM events when ``size`` are pending or ``timeout_ns`` after
         the first pending one; ``size`` 0 turns batching off.
@@ -204,6 +208,7 @@ class Mailbox:
             self._flushing = True
             self._make_ready()
 
+    @loop_thread_only
     def tb_set(self, rate: int, burst: int) -> None:
         """Limit the module's own API calls to ``rate`` per second with bursts
         of ``burst``; ``rate`` 0 turns the limit off.
@@ -224,6 +229,7 @@ class Mailbox:
             )
         self._tb = TokenBucket(rate, burst) if rate else None
 
+    @loop_thread_only
     def mailbox_set(self, limit: int) -> None:
         """Bound the module's queue: a message sent over ``limit`` pending
         events raises ``RateLimited`` in the sender; 0 means unbounded.

@@ -11,6 +11,7 @@ pills) is the delivery policy, in ``delivery.py``.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from .events import Event, PsMessage
 from .flags import ModFlag, ModState, SrcFlag, SrcType
 from .pubsub import MOD_STARTED, MOD_STOPPED, SYSTEM_PREFIX, Subscription
 from .sources.base import Source
+from .threads import forward, loop_thread_only
 
 if TYPE_CHECKING:
     from .context import Context
@@ -48,6 +50,7 @@ _NORM = SrcFlag.PRIO_NORM
 _PS = SrcType.PS
 _DENY_PUB = int(ModFlag.DENY_PUB)
 _NO_FLAGS = SrcFlag(0)
+_get_ident = threading.get_ident
 _new_tuple = tuple.__new__
 
 Handler = Callable[[list[Event]], Any]
@@ -215,6 +218,7 @@ class Module(Mailbox):
             f"{self._state.value}; allowed while {allowed}"
         )
 
+    @loop_thread_only
     def start(self) -> None:
         """Start an IDLE or STOPPED module: RUNNING, then ``on_start``.
 
@@ -226,6 +230,7 @@ class Module(Mailbox):
             raise self._wrong_state("start", "idle or stopped")
         self._start()
 
+    @loop_thread_only
     def stop(self) -> None:
         """Stop a RUNNING or PAUSED module, releasing its sources.
 
@@ -237,6 +242,7 @@ class Module(Mailbox):
             raise self._wrong_state("stop", "running or paused")
         self._stop()
 
+    @loop_thread_only
     def pause(self) -> None:
         """Pause a RUNNING module: sources stay, events queue up.
 
@@ -248,6 +254,7 @@ class Module(Mailbox):
             raise self._wrong_state("pause", "running")
         self._pause()
 
+    @loop_thread_only
     def resume(self) -> None:
         """Resume a PAUSED module; what queued up is delivered.
 
@@ -259,6 +266,7 @@ class Module(Mailbox):
             raise self._wrong_state("resume", "paused")
         self._resume()
 
+    @loop_thread_only
     def bind(self, ref: Module | str) -> None:
         """Make this module follow ``ref``'s start, pause, resume and stop.
 
@@ -384,6 +392,7 @@ class Module(Mailbox):
 
     # -- behaviour ------------------------------------------------------------
 
+    @loop_thread_only
     def become(self, handler: Handler) -> None:
         """Handle the next batches with ``handler`` instead of ``on_evt``.
 
@@ -398,6 +407,7 @@ class Module(Mailbox):
             )
         self._handlers.append(handler)
 
+    @loop_thread_only
     def unbecome(self) -> None:
         """Go back to the handler before the last ``become``.
 
@@ -411,6 +421,7 @@ class Module(Mailbox):
 
     # -- sources ----------------------------------------------------------------
 
+    @loop_thread_only
     def register(
         self, source: Source, *, flags: SrcFlag = _NO_FLAGS, userdata: Any = None
     ) -> Source:
@@ -454,6 +465,7 @@ class Module(Mailbox):
         self._sources[ident] = source
         return source
 
+    @loop_thread_only
     def deregister(self, source: Source) -> None:
         """Stop watching ``source`` and release it.
 
@@ -478,6 +490,7 @@ class Module(Mailbox):
             log.exception("%s: detaching %r failed", self.name, source)
         source._unbind()
 
+    @loop_thread_only
     def sources(self, type: SrcType | None = None) -> list[Source]:
         """Return the registered sources, of one type or all, oldest first."""
         self._live("sources")
@@ -489,6 +502,7 @@ class Module(Mailbox):
 
     # -- pub/sub ----------------------------------------------------------------
 
+    @loop_thread_only
     def subscribe(
         self, pattern: str, *, flags: SrcFlag = SrcFlag.PRIO_NORM, userdata: Any = None
     ) -> None:
@@ -519,6 +533,7 @@ class Module(Mailbox):
         ctx._topics.add(sub)
         self._subs[pattern] = sub
 
+    @loop_thread_only
     def unsubscribe(self, pattern: str) -> None:
         """Stop receiving messages for ``pattern``.
 
@@ -544,6 +559,9 @@ class Module(Mailbox):
     def tell(self, recipient: Module | str, message: Any) -> None:
         """Send ``message`` to one module (by object or name).
 
+        From a thread other than the loop's, the tell is queued to the loop
+        thread (in order) and a failure is logged there.
+
         Raises:
             NotFound: no such module in the context.
             StateError: the recipient is neither running nor paused.
@@ -553,7 +571,16 @@ class Module(Mailbox):
         # The hot path of the runtime: checks are ordered so that the common
         # case (live sender, running recipient, no limits) costs the least.
         ctx = self._ctx
-        if ctx is None or self._tb is not None or self._fl & _DENY_PUB:
+        if (
+            ctx is None
+            or self._tb is not None
+            or self._fl & _DENY_PUB
+            or (ctx._owner is not None and ctx._owner != _get_ident())
+        ):
+            if ctx is not None and ctx._owner not in (None, _get_ident()):
+                done = forward(ctx, Module.tell, self, recipient, message)
+                done.add_done_callback(self._forwarded_tell_done)
+                return
             ctx = self._may_send("tell")
         target: Any = recipient
         if recipient.__class__ is str:
@@ -578,6 +605,13 @@ class Module(Mailbox):
         if not target._ready and target._state is _RUNNING:
             target._make_ready()
 
+    def _forwarded_tell_done(self, future: Any) -> None:
+        # Nobody waits on a tell made from another thread: say when it failed.
+        exc = future.exception()
+        if exc is not None:
+            log.error("%s: tell from another thread failed: %s", self.name, exc)
+
+    @loop_thread_only
     def publish(self, topic: str, message: Any) -> int:
         """Send ``message`` to every module subscribed to a matching pattern.
 
@@ -603,6 +637,7 @@ class Module(Mailbox):
         self._last_ns = _monotonic_ns()
         return ctx._publish(topic, PsMessage(self, topic, message), self)
 
+    @loop_thread_only
     def broadcast(self, message: Any) -> int:
         """Send ``message`` to every other running or paused module.
 
@@ -628,6 +663,7 @@ class Module(Mailbox):
             m._enqueue(ev, _NORM)
         return len(targets)
 
+    @loop_thread_only
     def poisonpill(self, recipient: Module | str) -> None:
         """Stop ``recipient`` once it has handled the messages queued before.
 
@@ -642,12 +678,14 @@ class Module(Mailbox):
         target._flushing = True
         target._make_ready()
 
+    @loop_thread_only
     def lookup(self, name: str) -> Module | None:
         """Return the module called ``name`` in this context, or None."""
         return self._live("lookup")._lookup(name)
 
     # -- introspection ----------------------------------------------------------
 
+    @loop_thread_only
     def stats(self) -> ModStats:
         """Return the module's counters (see :class:`ModStats`)."""
         self._live("stats")
@@ -665,6 +703,7 @@ class Module(Mailbox):
             pending=len(self._pending),
         )
 
+    @loop_thread_only
     def dump(self) -> dict[str, Any]:
         """Describe the module as a JSON-serialisable dict."""
         self._live("dump")

@@ -228,7 +228,7 @@ class Uprobe(_ArgProbe):
 
     def _prepare(self) -> None:
         doctor.require(self.name, ("uprobes",))
-        from bcc import BPF  # noqa: PLC0415 - bcc loads only when a probe attaches
+        from bcc import BPF
 
         path = self.binary
         if "/" not in path:

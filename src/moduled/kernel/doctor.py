@@ -102,7 +102,7 @@ def check_tracefs() -> Check:
 
 def check_bcc() -> Check:
     try:
-        import bcc  # noqa: PLC0415 - bcc loads only when asked for
+        import bcc
 
         return Check("bcc", True, f"bcc {getattr(bcc, '__version__', '?')}", "")
     # any import failure means bcc is unusable here

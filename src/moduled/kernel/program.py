@@ -66,7 +66,7 @@ class Program:
 
     def build(self) -> None:
         """Compile the pending probes and attach them (loop thread)."""
-        import time  # noqa: PLC0415
+        import time
 
         module = self._module_ref()
         if module is not None and _pending.get(module) is self:
@@ -74,7 +74,7 @@ class Program:
         probes, self.pending = self.pending, []
         if not probes:
             return
-        from bcc import BPF  # noqa: PLC0415 - bcc loads only when a probe attaches
+        from bcc import BPF
 
         parts = [prelude(len(probes))]
         for slot, probe in enumerate(probes):

@@ -141,12 +141,12 @@ class RtnlDecoder:
     def __init__(self, groups: Iterable[str], use_cache: bool) -> None:
         # Imported here: pyroute2 takes ~150 ms to import, and only Rtnl needs it.
         try:
-            from pyroute2.netlink.rtnl.ifaddrmsg import (  # noqa: PLC0415
+            from pyroute2.netlink.rtnl.ifaddrmsg import (
                 ifaddrmsg,
             )
-            from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg  # noqa: PLC0415
-            from pyroute2.netlink.rtnl.ndmsg import ndmsg  # noqa: PLC0415
-            from pyroute2.netlink.rtnl.rtmsg import rtmsg  # noqa: PLC0415
+            from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+            from pyroute2.netlink.rtnl.ndmsg import ndmsg
+            from pyroute2.netlink.rtnl.rtmsg import rtmsg
         except ImportError as exc:
             raise SourceUnavailable(
                 f"rtnetlink: pyroute2 cannot be imported ({exc}); install "
