@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 from .errors import (
+    HOOK_ERRORS,
     AlreadyRegistered,
     InvalidArgument,
     NotFound,
@@ -51,8 +52,10 @@ _PS = SrcType.PS
 #: Deliveries in one round before the loop polls its fds again, so that a
 #: message ping-pong cannot starve fds and timers.
 ROUND_BUDGET = 1024
-#: Deliveries allowed while flushing messages at loop exit.
+#: Deliveries, and nanoseconds, allowed for flushing messages at loop exit:
+#: modules that keep telling each other must not hold the exit forever.
 FLUSH_BUDGET = 100_000
+FLUSH_TIMEOUT_NS = 1_000_000_000
 _EPOLLIN = select.EPOLLIN
 
 
@@ -415,7 +418,7 @@ class Context:
     def _run_callback(self, callback: Callable[[], Any]) -> None:
         try:
             callback()
-        except Exception as exc:
+        except HOOK_ERRORS as exc:
             owner = getattr(callback, "__self__", None)
             module = getattr(owner, "_module", None) or (
                 owner if isinstance(owner, Module) else None
@@ -478,7 +481,7 @@ class Context:
                 continue
             try:
                 ok = mod.on_eval()
-            except Exception as exc:
+            except HOOK_ERRORS as exc:
                 mod._fail(exc, "on_eval")
                 continue
             if ok:
@@ -511,14 +514,17 @@ class Context:
         try:
             self._publish_system(CTX_STOPPED, None)
             budget = FLUSH_BUDGET
+            deadline = _monotonic_ns() + FLUSH_TIMEOUT_NS
             while self._ready and budget:
                 self._ready.popleft()._deliver()
                 budget -= 1
+                if not budget & 255 and _monotonic_ns() > deadline:
+                    break
             if self._ready:
                 log.warning(
                     "%s: gave up flushing messages at exit after %d deliveries",
                     self.name,
-                    FLUSH_BUDGET,
+                    FLUSH_BUDGET - budget,
                 )
             for mod in list(self._modules.values()):
                 if mod._state is _RUNNING or mod._state is _PAUSED:

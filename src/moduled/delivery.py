@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .errors import InvalidArgument, RateLimited
+from .errors import HOOK_ERRORS, InvalidArgument, RateLimited
 from .events import Event
 from .flags import ModState, SrcFlag
 from .threads import loop_thread_only
@@ -334,7 +334,7 @@ class Mailbox:
                     handlers[-1](batch)
                 else:
                     self.on_evt(batch)
-            except Exception as exc:
+            except HOOK_ERRORS as exc:
                 self._fail(exc, "on_evt")
                 return
         if (

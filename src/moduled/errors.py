@@ -7,6 +7,7 @@ plugin involved and say what to do about it.
 from __future__ import annotations
 
 __all__ = [
+    "HOOK_ERRORS",
     "AlreadyRegistered",
     "InvalidArgument",
     "ModuledError",
@@ -48,3 +49,10 @@ class InvalidArgument(ModuledError, ValueError):
 
 class SourceUnavailable(ModuledError):
     """The kernel or the process's privileges lack what a source needs."""
+
+
+#: What escaping a hook or a source callback stops only the module: every
+#: exception, ``SystemExit`` included (a plugin must not end the process; the
+#: way out of a loop is ``ctx.quit(code)``).  ``KeyboardInterrupt`` still
+#: ends the loop.
+HOOK_ERRORS = (Exception, SystemExit)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .delivery import MAX_BATCH, Mailbox
 from .errors import (
+    HOOK_ERRORS,
     AlreadyRegistered,
     InvalidArgument,
     NotFound,
@@ -310,7 +311,7 @@ class Module(Mailbox):
         ctx._idle_discard(self)
         try:
             ok = self.on_start()
-        except Exception as exc:
+        except HOOK_ERRORS as exc:
             self._fail(exc, "on_start")
             return
         if ok is False and self._state is _RUNNING:
@@ -328,7 +329,7 @@ class Module(Mailbox):
         if hook:
             try:
                 self.on_stop()
-            except Exception as exc:
+            except HOOK_ERRORS as exc:
                 self._record_failure(exc, "on_stop")
         self._reset()
         ctx._publish_system(MOD_STOPPED, self)
@@ -389,6 +390,7 @@ class Module(Mailbox):
         elif self._state is _IDLE and self._ctx is not None:
             self._ctx._idle_discard(self)
             self._state = _STOPPED
+            self._ctx._publish_system(MOD_STOPPED, self)
 
     # -- behaviour ------------------------------------------------------------
 

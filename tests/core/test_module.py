@@ -350,3 +350,58 @@ def test_dump_is_json_serialisable_and_describes_the_module():
     assert dump["batch"] == {"size": 4, "timeout_ns": 1_000_000}
     assert dump["mailbox_limit"] == 10
     assert dump["failure"] is None
+
+
+def test_system_exit_in_a_hook_stops_only_the_module():
+    def evt(m, evs):
+        raise SystemExit(3)
+
+    ctx = md.Context("sysexit", persist=True)
+    bad = ctx.register(Recorder("bad", start=lambda m: m.tell(m, 1), evt=evt))
+    ctx.register(
+        Recorder("good", start=lambda m: m.tell(m, 1), evt=lambda m, e: m.ctx.quit(4))
+    )
+
+    assert ctx.loop() == 4
+    assert isinstance(bad.failure, SystemExit)
+
+
+def test_failing_on_eval_publishes_mod_stopped():
+    seen = []
+
+    class BadEval(md.Module):
+        def on_eval(self):
+            raise RuntimeError("cannot evaluate")
+
+        def on_evt(self, events):
+            pass
+
+    def evt(m, evs):
+        seen.extend((ev.data.topic, ev.data.sender.name) for ev in evs)
+        m.ctx.quit()
+
+    ctx = md.Context("evalfail")
+    ctx.register(
+        Recorder("watch", start=lambda m: m.subscribe(md.MOD_STOPPED), evt=evt)
+    )
+    bad = ctx.register(BadEval("bad"))
+    ctx.loop()
+
+    assert seen == [(md.MOD_STOPPED, "bad")]
+    assert isinstance(bad.failure, RuntimeError)
+
+
+def test_loop_exit_does_not_wait_forever_for_chatty_modules():
+    import time
+
+    def evt(m, evs):
+        time.sleep(0.001)  # 100,000 such deliveries would take minutes
+        m.tell(m, 0)
+
+    ctx = md.Context("chatty")
+    ctx.register(Recorder("chatty", start=lambda m: m.tell(m, 0), evt=evt))
+    ctx.register(Recorder("quitter", start=lambda m: m.ctx.quit(2)))
+    t0 = time.monotonic()
+
+    assert ctx.loop() == 2
+    assert time.monotonic() - t0 < 5
