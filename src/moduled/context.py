@@ -22,7 +22,7 @@ import os
 import select
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 from .errors import (
@@ -37,6 +37,7 @@ from .events import Event, PsMessage
 from .flags import ModFlag, ModState, SrcType
 from .module import Module
 from .pubsub import CTX_STARTED, CTX_STOPPED, CTX_TICK, Topics
+from .store import EventStore, replay_into, replay_rows
 from .threads import loop_thread_only
 
 __all__ = ["Context", "CtxStats"]
@@ -169,6 +170,10 @@ class Context:
         self._thread: threading.Thread | None = None
         self._owner: int | None = None  # ident of the looping thread
         self._old_thread_name: str | None = None
+
+        self._store: EventStore | None = None
+        self._replay_path: str | None = None
+        self._replay_counts: dict[str, int] | None = None
 
         self._start_ns = 0
         self._looping_ns = 0
@@ -365,6 +370,40 @@ class Context:
         self._tick = self._call_at(self._tick.deadline + self._tick_ns, self._on_tick)  # type: ignore[union-attr]
         self._publish_system(CTX_TICK, None)
 
+    # -- record and replay ------------------------------------------------------
+
+    @loop_thread_only
+    def store(
+        self, path: str | os.PathLike[str] | None, *, exclude: Iterable[str] = ()
+    ) -> None:
+        """Record every event delivered from now on into the SQLite file
+        ``path`` (fd events excepted, and the events of the modules named in
+        ``exclude``); None stops recording.
+
+        Raises:
+            InvalidArgument: not a path, or a file that is not a recording.
+        """
+        self._check_open("store")
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+        if path is not None:
+            self._store = EventStore(path, exclude=exclude)
+
+    @loop_thread_only
+    def replay_from(self, path: str | os.PathLike[str]) -> None:
+        """Deliver the events recorded in ``path`` to the same-named modules
+        when the loop next starts, before it polls, with ``ev.replayed`` set.
+
+        Raises:
+            NotFound: no such file.
+            InvalidArgument: not a moduled recording.
+        """
+        self._check_open("replay_from")
+        rows = replay_rows(path)  # checks the file now, reads it at loop start
+        rows.close()
+        self._replay_path = os.fspath(path)
+
     # -- loop internals used by sources -----------------------------------------
 
     def _add_reader(self, fd: int, callback: Callable[[], Any]) -> None:
@@ -473,6 +512,16 @@ class Context:
         if self._idle:
             self._evaluate()
 
+        if self._store is not None:
+            self._store.maybe_commit()
+
+    def _drain(self) -> None:
+        """Deliver to ready modules until none is left (bounded)."""
+        budget = FLUSH_BUDGET
+        while self._ready and budget:
+            self._ready.popleft()._deliver()
+            budget -= 1
+
     def _evaluate(self) -> None:
         """Start the idle modules whose ``on_eval`` agrees, in order."""
         for mod in list(self._idle):
@@ -502,6 +551,16 @@ class Context:
         try:
             self._evaluate()
             self._publish_system(CTX_STARTED, None)
+            if self._replay_path is not None:
+                path, self._replay_path = self._replay_path, None
+                self._replay_counts = replay_into(self, path)
+                log.info(
+                    "%s: replayed %d events from %s (%d skipped)",
+                    self.name,
+                    self._replay_counts["replayed"],
+                    path,
+                    self._replay_counts["skipped"],
+                )
             if self._tick_ns and self._tick is None:
                 first = self._start_ns + self._tick_ns
                 self._tick = self._call_at(first, self._on_tick)
@@ -530,6 +589,8 @@ class Context:
                 if mod._state is _RUNNING or mod._state is _PAUSED:
                     mod._stop()
             self._ready.clear()
+            if self._store is not None:
+                self._store.commit()
             if self._tick is not None:
                 self._tick.cancel()
                 self._tick = None
@@ -548,6 +609,9 @@ class Context:
 
     def _close(self) -> None:
         self._closed = True
+        if self._store is not None:
+            self._store.close()
+            self._store = None
         self._remove_reader(self._wakefd)
         os.close(self._wakefd)
         self._ep.close()
@@ -640,6 +704,8 @@ class Context:
             "finalized": self._finalized,
             "closed": self._closed,
             "stats": self.stats()._asdict(),
+            "store": self._store.dump() if self._store is not None else None,
+            "replay": self._replay_counts,
             "modules": [m.dump() for m in self._modules.values()],
         }
 

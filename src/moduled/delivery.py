@@ -171,6 +171,12 @@ class Mailbox:
         if not events:
             return 0
         del self._stash[: len(events)]
+        self._push_front(events)
+        return len(events)
+
+    def _push_front(self, events: list[Event]) -> None:
+        """Queue ``events`` ahead of everything queued normally, after the
+        events pushed there before, and flush (unstash, replay)."""
         front = self._front
         self._pending[front:front] = events
         self._front = front + len(events)
@@ -178,7 +184,6 @@ class Mailbox:
             self._pill += len(events)
         self._flushing = True
         self._make_ready()
-        return len(events)
 
     # -- delivery policy --------------------------------------------------------
 
@@ -325,9 +330,13 @@ class Mailbox:
             self._make_ready()
 
         if batch:
+            ctx = self._ctx
+            assert ctx is not None
             self._recv += len(batch)
-            self._ctx._recv += len(batch)  # type: ignore[union-attr]
+            ctx._recv += len(batch)
             self._last_ns = _monotonic_ns()
+            if ctx._store is not None:
+                ctx._store.record(self.name, batch)
             handlers = self._handlers
             try:
                 if handlers:

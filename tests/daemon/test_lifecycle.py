@@ -277,12 +277,68 @@ def _has_timerfd(pid: int) -> bool:
     return False
 
 
-def test_store_flags_are_refused_clearly(tmp_path):
-    cmd = [PY, "-m", "moduled.daemon.main", "--store", str(tmp_path / "db")]
+RECORDER = """
+import moduled as md
+
+class Rec(md.Module):
+    name = "rec"
+
+    def __init__(self, config):
+        super().__init__()
+        self.out = config["out"]
+        self.send = config["send"]
+
+    def on_start(self):
+        if self.send:
+            for word in ("alpha", "beta", "gamma"):
+                self.tell(self, word)
+
+    def on_evt(self, events):
+        with open(self.out, "a") as f:
+            for ev in events:
+                f.write(f"{ev.data.message} {ev.data.sender} {ev.replayed}\\n")
+"""
+
+
+def test_store_records_and_replay_from_delivers_to_the_same_modules(
+    make_daemon, tmp_path
+):
+    db = tmp_path / "events.db"
+    first_out, second_out = tmp_path / "first.txt", tmp_path / "second.txt"
+    first = make_daemon(
+        f'[plugins.rec]\nout = "{first_out}"\nsend = true\n',
+        args=("--store", str(db)),
+        sub="first",
+    )
+    write(first.plugins / "rec.py", RECORDER)
+    first.start()
+    wait_for(lambda: first_out.exists() and len(first_out.read_text().split("\n")) > 3)
+    assert first.result("status")["daemon"]["store"]["path"] == str(db)
+    assert first.stop() == 0
+
+    second = make_daemon(
+        f'[plugins.rec]\nout = "{second_out}"\nsend = false\n',
+        args=("--replay-from", str(db)),
+        sub="second",
+    )
+    write(second.plugins / "rec.py", RECORDER)
+    second.start()
+    wait_for(
+        lambda: second_out.exists() and len(second_out.read_text().split("\n")) > 3
+    )
+    status = second.result("status")
+
+    lines = second_out.read_text().splitlines()
+    assert lines == ["alpha rec True", "beta rec True", "gamma rec True"]
+    assert status["daemon"]["replay"] == {"replayed": 3, "skipped": 0}
+
+
+def test_replay_from_a_missing_file_is_a_usage_error(tmp_path):
+    cmd = [PY, "-m", "moduled.daemon.main", "--replay-from", str(tmp_path / "db")]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
 
     assert result.returncode == 2
-    assert "not yet supported" in result.stderr
+    assert "no such file" in result.stderr
 
 
 def test_missing_config_named_on_the_command_line_is_a_usage_error(tmp_path):

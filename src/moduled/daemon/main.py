@@ -77,10 +77,6 @@ def _die(message: str, code: int) -> int:
 
 def run_daemon(argv: Sequence[str]) -> int:
     args = _daemon_parser().parse_args(argv)
-    if args.store or args.replay_from:
-        # TODO(2026-12): record/replay (DESIGN §5) needs the runtime's
-        # delivery hook; the flags are reserved until it exists.
-        return _die("--store/--replay-from: not yet supported", EXIT_USAGE)
     try:
         config = load_config(
             args.config or DEFAULT_CONFIG, required=args.config is not None
@@ -102,6 +98,10 @@ def run_daemon(argv: Sequence[str]) -> int:
         cli_plugin_dirs=cli_dirs,
         notifier=Notifier(),
     )
+    try:
+        daemon.record_and_replay(args.store, args.replay_from)
+    except ModuledError as exc:
+        return _die(str(exc), EXIT_USAGE)
     log.info(
         "daemon: moduled %s, pid %d, plugins from %s",
         __version__,

@@ -268,6 +268,20 @@ class Daemon:
             self._pending.clear()
             self.notifier.close()
 
+    def record_and_replay(self, store: str | None, replay_from: str | None) -> None:
+        """Record delivered events into ``store`` and replay ``replay_from``
+        at loop start (DESIGN §5).  The daemon's own modules are left out:
+        a replayed SIGHUP or plugin-file event would act again.
+
+        Raises:
+            ModuledError: a file that cannot be used, with the reason.
+        """
+        own = (self.supervisor.name, self.tap.name)
+        if store:
+            self.ctx.store(os.path.abspath(store), exclude=own)
+        if replay_from:
+            self.ctx.replay_from(os.path.abspath(replay_from))
+
     def started(self) -> None:
         """The loop is up and every plugin had its chance to start."""
         if self.ready_ns is None:
@@ -534,6 +548,8 @@ class Daemon:
                 "ready": self.ready_ns is not None,
                 "clients": len(self.control.clients) if self.control else 0,
                 "tails": self.tap.streams,
+                "store": self.ctx._store.dump() if self.ctx._store else None,
+                "replay": self.ctx._replay_counts,
             },
             "context": stats._asdict(),
             "modules": modules,
