@@ -15,6 +15,7 @@ and carries wake-ups from other threads.
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import contextlib
 import heapq
 import logging
@@ -166,6 +167,7 @@ class Context:
         self._woken = False
         self._add_reader(self._wakefd, self._on_wake)
         self._tick: TimerHandle | None = None
+        self._workers: concurrent.futures.ThreadPoolExecutor | None = None
         self._tick_ns = 0
         self._thread: threading.Thread | None = None
         self._owner: int | None = None  # ident of the looping thread
@@ -515,6 +517,22 @@ class Context:
         if self._store is not None:
             self._store.maybe_commit()
 
+    def _worker_pool(self) -> concurrent.futures.ThreadPoolExecutor:
+        """The threads that run THREADED modules' batches (created lazily)."""
+        if self._workers is None:
+            self._workers = concurrent.futures.ThreadPoolExecutor(
+                max_workers=min(32, (os.cpu_count() or 1) + 4),
+                thread_name_prefix=f"{self.name[:8]}-w",
+            )
+        return self._workers
+
+    def _join_workers(self) -> None:
+        """Wait for THREADED batches in flight, then take their outcomes."""
+        if self._workers is not None:
+            self._workers.shutdown(wait=True)
+            self._workers = None
+            self._on_wake()
+
     def _drain(self) -> None:
         """Deliver to ready modules until none is left (bounded)."""
         budget = FLUSH_BUDGET
@@ -572,6 +590,7 @@ class Context:
         self._busy = True
         try:
             self._publish_system(CTX_STOPPED, None)
+            self._join_workers()
             budget = FLUSH_BUDGET
             deadline = _monotonic_ns() + FLUSH_TIMEOUT_NS
             while self._ready and budget:
@@ -585,6 +604,7 @@ class Context:
                     self.name,
                     FLUSH_BUDGET - budget,
                 )
+            self._join_workers()  # no on_evt may run beside an on_stop
             for mod in list(self._modules.values()):
                 if mod._state is _RUNNING or mod._state is _PAUSED:
                     mod._stop()

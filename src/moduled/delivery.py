@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import HOOK_ERRORS, InvalidArgument, RateLimited
 from .events import Event
-from .flags import ModState, SrcFlag
+from .flags import ModFlag, ModState, SrcFlag
 from .threads import loop_thread_only
 
 if TYPE_CHECKING:
@@ -44,6 +44,7 @@ _RUNNING = ModState.RUNNING
 _PAUSED = ModState.PAUSED
 _HIGH = SrcFlag.PRIO_HIGH
 _NORM = SrcFlag.PRIO_NORM
+_THREADED = int(ModFlag.THREADED)
 
 Handler = Callable[[list[Event]], Any]
 
@@ -78,6 +79,7 @@ class Mailbox:
     """
 
     name: str
+    _fl: int
     _ctx: Context | None
     _state: ModState
     _recv: int
@@ -107,6 +109,7 @@ class Mailbox:
         self._limit = 0
         self._refused = 0
         self._discarded = 0
+        self._worker_busy = False  # a THREADED module's batch is running
 
     def _clear_mailbox(self) -> None:
         """Drop what a stop resets: queues, stash, handlers and limits."""
@@ -302,8 +305,8 @@ class Mailbox:
     def _deliver(self) -> None:
         """Hand the pending events to the current handler (loop thread only)."""
         self._ready = False
-        if self._state is not _RUNNING or not self._flushing:
-            return
+        if self._state is not _RUNNING or not self._flushing or self._worker_busy:
+            return  # a THREADED module's worker readies it again when done
         pending = self._pending
         pill = self._pill
         if pill is not None and pill <= MAX_BATCH:
@@ -337,12 +340,13 @@ class Mailbox:
             self._last_ns = _monotonic_ns()
             if ctx._store is not None:
                 ctx._store.record(self.name, batch)
-            handlers = self._handlers
+            handler = self._handlers[-1] if self._handlers else self.on_evt
+            pill_hit = pill is not None and self._pill is None
+            if self._fl & _THREADED:
+                self._run_threaded(ctx, handler, batch, pill_hit)
+                return
             try:
-                if handlers:
-                    handlers[-1](batch)
-                else:
-                    self.on_evt(batch)
+                handler(batch)
             except HOOK_ERRORS as exc:
                 self._fail(exc, "on_evt")
                 return
@@ -352,3 +356,36 @@ class Mailbox:
             and (self._state is _RUNNING or self._state is _PAUSED)
         ):
             self._stop()
+
+    def _run_threaded(
+        self, ctx: Context, handler: Handler, batch: list[Event], pill_hit: bool
+    ) -> None:
+        """Run ``handler(batch)`` on a worker thread (ModFlag.THREADED).
+
+        One batch at a time per module: the module is not delivered to again
+        until the worker is done.  Calls the handler makes on the module or
+        its context are carried out on the loop thread (see ``threads``).
+        """
+        self._worker_busy = True
+
+        def work() -> None:
+            failure: BaseException | None = None
+            try:
+                handler(batch)
+            except HOOK_ERRORS as exc:
+                failure = exc
+            ctx._call_threadsafe(lambda: self._threaded_done(failure, pill_hit))
+
+        ctx._worker_pool().submit(work)
+
+    def _threaded_done(self, failure: BaseException | None, pill_hit: bool) -> None:
+        self._worker_busy = False
+        live = self._state is _RUNNING or self._state is _PAUSED
+        if failure is not None:
+            if self._ctx is not None:
+                self._fail(failure, "on_evt")
+            return
+        if pill_hit and live:
+            self._stop()
+        elif self._pending and self._flushing:
+            self._make_ready()

@@ -21,7 +21,8 @@ class ModFlag(enum.IntFlag):
     DENY_SUB = 1 << 4
     """The module may not subscribe to topics."""
     THREADED = 1 << 5
-    """Reserved: ``on_evt`` on a worker thread (libmodule 6.x roadmap)."""
+    """``on_evt`` runs on a worker thread, one batch at a time per module;
+    the calls it makes on modules and the context run on the loop thread."""
 
 
 class ModState(enum.Enum):
