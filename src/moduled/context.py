@@ -147,6 +147,7 @@ class Context:
         self._modules: dict[str, Module] = {}
         self._view = _ModuleView(self._modules)
         self._idle: dict[Module, None] = {}
+        self._orphans: dict[str, list[Module]] = {}  # submodules awaiting a parent
         self._ready: collections.deque[Module] = collections.deque()
         self._topics = Topics()
         self._running = 0
@@ -202,14 +203,21 @@ class Context:
             )
 
     @loop_thread_only
-    def register(self, module: Module) -> Module:
+    def register(self, module: Module, *, parent: Module | str | None = None) -> Module:
         """Add ``module``; it starts when its ``on_eval`` says so.
+
+        With ``parent`` (a module or a module's name) the module is a
+        submodule: it follows the parent's start, pause, resume and stop
+        instead of starting on its own, is deregistered with it, and receives
+        the parent's ``forward`` messages.  A parent not registered yet is
+        waited for: the child stays idle until a module of that name arrives.
 
         Returns:
             The module, for chaining.
 
         Raises:
-            InvalidArgument: not a Module, or its ``__init__`` was not called.
+            InvalidArgument: not a Module, or its ``__init__`` was not called;
+                a parent that is not a module or name, or is the module.
             AlreadyRegistered: the name is taken by a module without
                 ``ModFlag.ALLOW_REPLACE``, or the module is registered already.
             PermissionDenied: the context is finalized.
@@ -231,6 +239,7 @@ class Context:
                 f"registered or was deregistered ({module._state.value}); "
                 "create a new module object"
             )
+        parent_name = self._parent_name(module, parent)
         old = self._modules.get(module.name)
         if old is not None:
             if not old.flags & ModFlag.ALLOW_REPLACE:
@@ -244,10 +253,47 @@ class Context:
         module._registered_ns = module._last_ns = _monotonic_ns()
         self._modules[module.name] = module
         self._idle[module] = None
+        if parent_name is not None:
+            leader = self._modules.get(parent_name)
+            if leader is not None:
+                self._adopt(leader, module)
+            else:
+                self._orphans.setdefault(parent_name, []).append(module)
+                self._idle.pop(module, None)
+        for child in self._orphans.pop(module.name, ()):
+            self._adopt(module, child)
         if not self._busy:
             self._wake()
         log.debug("%s: registered in %s", module.name, self.name)
         return module
+
+    def _parent_name(self, module: Module, parent: Module | str | None) -> str | None:
+        if parent is None:
+            return None
+        if isinstance(parent, Module):
+            if parent._ctx is not None and parent._ctx is not self:
+                raise InvalidArgument(
+                    f"context {self.name!r}: register({module.name!r}): parent "
+                    f"{parent.name!r} belongs to context {parent._ctx.name!r}"
+                )
+            parent = parent.name
+        if not isinstance(parent, str) or not parent or parent == module.name:
+            raise InvalidArgument(
+                f"context {self.name!r}: register({module.name!r}, parent="
+                f"{parent!r}): give another module or its name"
+            )
+        return parent
+
+    def _adopt(self, parent: Module, child: Module) -> None:
+        """Make ``child`` a submodule of ``parent``."""
+        child._parent = parent
+        parent._children.append(child)
+        if child._leader is not None:
+            child._leader._followers.remove(child)
+        child._leader = parent
+        parent._followers.append(child)
+        if parent._state is not _RUNNING and parent._state is not _PAUSED:
+            self._idle.pop(child, None)  # it starts when its parent does
 
     @loop_thread_only
     def deregister(self, module: Module | str) -> None:
@@ -259,11 +305,25 @@ class Context:
                 context is looping.
         """
         mod = self._resolve(module, f"context {self.name!r}: deregister")
-        if mod.flags & ModFlag.PERSIST and self._looping:
-            raise PermissionDenied(
-                f"context {self.name!r}: module {mod.name!r} has ModFlag.PERSIST "
-                "and cannot be deregistered while the context loops"
-            )
+        if self._looping:
+            for m in mod._subtree():
+                if m.flags & ModFlag.PERSIST:
+                    raise PermissionDenied(
+                        f"context {self.name!r}: module {m.name!r} has "
+                        "ModFlag.PERSIST and cannot be deregistered while the "
+                        "context loops"
+                    )
+        self._remove(mod)
+
+    def _remove(self, mod: Module) -> None:
+        for child in list(mod._children):
+            self._remove(child)
+        if mod._parent is not None:
+            mod._parent._children.remove(mod)
+            mod._parent = None
+        for waiting in self._orphans.values():
+            if mod in waiting:
+                waiting.remove(mod)
         if mod._state is _RUNNING or mod._state is _PAUSED:
             mod._stop()
         else:
@@ -683,7 +743,7 @@ class Context:
         """
         if not self._looping:
             self._begin()
-        elif self._quit or not (self._running or self._ready):
+        elif self._quit or not (self._running or self._ready or self._idle):
             self._end()
             return
         self._busy = True

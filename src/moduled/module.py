@@ -131,6 +131,8 @@ class Module(Mailbox):
         self._subs: dict[str, Subscription] = {}
         self._followers: list[Module] = []
         self._leader: Module | None = None
+        self._parent: Module | None = None
+        self._children: list[Module] = []
 
         self._registered_ns = 0
         self._last_ns = 0
@@ -680,6 +682,47 @@ class Module(Mailbox):
         target._flushing = True
         target._make_ready()
 
+    @property
+    def parent(self) -> Module | None:
+        """The module this one is a submodule of, if any."""
+        return self._parent
+
+    @property
+    def children(self) -> tuple[Module, ...]:
+        """The submodules registered under this module, oldest first."""
+        return tuple(self._children)
+
+    def _subtree(self) -> list[Module]:
+        out = [self]
+        for child in self._children:
+            out.extend(child._subtree())
+        return out
+
+    @loop_thread_only
+    def forward(self, message: Any) -> int:
+        """Tell ``message`` to every running or paused submodule.
+
+        Returns:
+            How many submodules it was queued for.
+
+        Raises:
+            RateLimited: a submodule's mailbox is full (nobody gets it).
+            PermissionDenied: the module has ``ModFlag.DENY_PUB``.
+        """
+        self._may_send("forward")
+        targets = [
+            c for c in self._children if c._state is _RUNNING or c._state is _PAUSED
+        ]
+        for child in targets:
+            if child._limit:
+                self._check_room(child, "forward")
+        self._last_ns = now = _monotonic_ns()
+        ev = Event(_PS, PsMessage(self, None, message), None, now)
+        self._sent += 1
+        for child in targets:
+            child._enqueue(ev, _NORM)
+        return len(targets)
+
     @loop_thread_only
     def lookup(self, name: str) -> Module | None:
         """Return the module called ``name`` in this context, or None."""
@@ -732,6 +775,8 @@ class Module(Mailbox):
             ),
             "mailbox_limit": self._limit,
             "bound_to": self._leader.name if self._leader else None,
+            "parent": self._parent.name if self._parent else None,
+            "children": [c.name for c in self._children],
         }
 
     def __repr__(self) -> str:
