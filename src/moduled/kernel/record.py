@@ -24,13 +24,23 @@ from __future__ import annotations
 
 import re
 import struct
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any, NamedTuple
 
 from ..errors import InvalidArgument
+from .fields import ProbeFields, fields_class
 
-__all__ = ["HEADER", "Layout", "LayoutField", "ProbeEvent", "parse_type"]
+__all__ = [
+    "HEADER",
+    "Decoder",
+    "Layout",
+    "LayoutField",
+    "ProbeEvent",
+    "ProbeFields",
+    "parse_type",
+]
 
 #: Bytes kept from a string argument or __data_loc string (with the NUL).
 STR_MAX = 256
@@ -44,11 +54,13 @@ class ProbeEvent(NamedTuple):
     field names to decoded values, strings as ``str``.  Every probe adds
     ``pid`` (thread id), ``tgid`` (process id), ``uid``, ``comm``,
     ``cgroup_id`` and ``ktime_ns`` (CLOCK_MONOTONIC); return probes add
-    ``retval``.
+    ``retval``.  Records from the kernel carry a :class:`ProbeFields`
+    (a read-only mapping decoded on access); any mapping will do when you
+    build one yourself.
     """
 
     probe: str
-    fields: dict[str, Any]
+    fields: Mapping[str, Any]
 
 
 # name -> (C type, struct code, size, signed)
@@ -215,54 +227,51 @@ class Layout:
             f'"moduled: record layout of {tag}");\n'
         )
 
-    def decoder(self, probe: str) -> Callable[[Any, int], ProbeEvent]:
-        """Return ``decode(buffer, offset) -> ProbeEvent`` for this layout."""
-        unpack_from = self.struct.unpack_from
-        names = self.names
-        strs: list[int] = []
-        groups: list[tuple[int, int]] = []
-        flat: list[str] = []
-        for f in self.fields:
-            if f.kind == "str":
-                strs.append(len(flat))
-            if f.kind == "list":
-                groups.append((len(flat), f.count))
-                flat.extend([f.name] * f.count)
-            else:
-                flat.append(f.name)
-        if groups:
-            return self._grouping_decoder(probe, strs, groups)
+    def decoder(self, probe: str) -> Decoder:
+        """Return the :class:`Decoder` of this layout's records for ``probe``."""
+        return Decoder(self, probe)
 
-        str_names = [names[i] for i in strs]
 
-        def decode(buf: Any, off: int) -> ProbeEvent:
-            d = dict(zip(names, unpack_from(buf, off)))  # noqa: B905 - same length
-            for n in str_names:
-                d[n] = d[n].split(b"\0", 1)[0].decode("utf-8", "replace")
-            return ProbeEvent(probe, d)
+_tuple_new = tuple.__new__
 
-        return decode
 
-    def _grouping_decoder(
-        self, probe: str, strs: Sequence[int], groups: Sequence[tuple[int, int]]
-    ) -> Callable[[Any, int], ProbeEvent]:
-        unpack_from = self.struct.unpack_from
-        names = self.names
-        starts = dict(groups)
+class Decoder:
+    """Turn ring-buffer bytes of one layout into :class:`ProbeEvent` records.
 
-        def decode(buf: Any, off: int) -> ProbeEvent:
-            raw = list(unpack_from(buf, off))
-            for i in strs:
-                raw[i] = raw[i].split(b"\0", 1)[0].decode("utf-8", "replace")
-            out, i = [], 0
-            while i < len(raw):
-                n = starts.get(i)
-                if n is None:
-                    out.append(raw[i])
-                    i += 1
-                else:
-                    out.append(raw[i : i + n])
-                    i += n
-            return ProbeEvent(probe, dict(zip(names, out, strict=True)))
+    Attributes:
+        length: the record length a ring-buffer header carries.
+        stride: the distance between two records in the ring (header
+            included, padded to 8 bytes).
+    """
 
-        return decode
+    def __init__(self, layout: Layout, probe: str) -> None:
+        self.probe = probe
+        self.length = layout.size
+        self.stride = (8 + layout.size + 7) & ~7
+        body = layout.struct.format.lstrip("=@<>!")
+        tail = self.stride - 8 - layout.struct.size
+        self._entry = struct.Struct(f"=8x{body}{tail}x" if tail else f"=8x{body}")
+        assert self._entry.size == self.stride
+        self._record = layout.struct
+        self.fields_class = fields_class(
+            probe, [(f.name, f.kind, f.count) for f in layout.fields]
+        )
+
+    def many(self, entries: Any) -> list[ProbeEvent]:
+        """Decode ``entries``: a buffer of whole ring entries (header included)
+        all of this layout, back to back."""
+        return list(
+            map(
+                _tuple_new,
+                repeat(ProbeEvent),
+                zip(
+                    repeat(self.probe),
+                    map(self.fields_class, self._entry.iter_unpack(entries)),
+                ),
+            )
+        )
+
+    def one(self, buf: Any, offset: int) -> ProbeEvent:
+        """Decode the record at ``offset`` (past its ring-buffer header)."""
+        fields = self.fields_class(self._record.unpack_from(buf, offset))
+        return ProbeEvent(self.probe, fields)

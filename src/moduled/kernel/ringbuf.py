@@ -2,7 +2,7 @@
 
 bcc's own ring buffer reader calls back into Python once per record through
 ctypes.  This reader maps the ring itself, the way libbpf does, and decodes
-every record that is ready in one pass with a precompiled ``struct.Struct``:
+every record that is ready in one pass:
 
 * page 0 (read-write) holds the consumer position, which we advance;
 * page 1 (read-only) holds the producer position, followed by the data
@@ -16,6 +16,11 @@ Records are padded to 8 bytes.  The map fd is pollable: it is readable while
 the consumer position lags the producer's, which is what the loop's
 level-triggered reader needs.
 
+A probe's records all have one length, so a run of committed records is a
+regular array: its length words are checked at once through a strided
+memoryview, and the run is unpacked by one ``struct.iter_unpack`` (see
+:class:`moduled.kernel.record.Decoder`), with no Python code per record.
+
 Records the program could not reserve (ring full) are counted by the BPF
 side in a per-probe slot of a ``BPF_F_MMAPABLE`` array; :class:`LostCounter`
 reads it through mmap as well, so accounting costs no syscall.
@@ -28,8 +33,10 @@ from __future__ import annotations
 
 import mmap
 import struct
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .record import Decoder, ProbeEvent
 
 __all__ = ["LostCounter", "RingReader"]
 
@@ -63,29 +70,81 @@ class RingReader:
             offset=_PAGE,
         )
         self._data = memoryview(self._prod)[_PAGE:]
+        self._words = self._data.cast("I")
+        self._wanted = b""
+        self._wanted_length = -1
+        #: At most this many records are decoded in one bulk run.
+        self._cap = 1 << 16
+        #: Records shorter than the layout (a custom program's mistake).
+        self.short = 0
 
-    def consume(self, decode: Callable[[Any, int], Any]) -> list[Any]:
-        """Decode every ready record, advance the consumer, return them."""
+    def consume(self, decoder: Decoder) -> list[ProbeEvent]:
+        """Decode every ready record, advance the consumer, return them.
+
+        Runs of committed records of the decoder's length are decoded in
+        bulk (see :meth:`_run`); anything else (a record still being
+        written, a discarded one, one of another length) one at a time.
+        """
         data = self._data
         cons = _U64.unpack_from(self._cons, 0)[0]
         prod = _U64.unpack_from(self._prod, 0)[0]
-        out: list[Any] = []
-        append = out.append
-        hdr = _HDR.unpack_from
         mask = self._mask
+        length, stride = decoder.length, decoder.stride
+        out: list[ProbeEvent] = []
         while cons < prod:
             off = cons & mask
-            length = hdr(data, off)[0]
-            if length & _BUSY:
+            n = self._run(off, min((prod - cons) // stride, self._cap), length, stride)
+            if n:
+                out += decoder.many(data[off : off + n * stride])
+                cons += n * stride
+                continue
+            header = _HDR.unpack_from(data, off)[0]
+            if header & _BUSY:
                 break
-            if not length & _DISCARD:
-                append(decode(data, off + 8))
-            cons += (8 + (length & _LEN_MASK) + 7) & ~7
+            size = header & _LEN_MASK
+            if not header & _DISCARD:
+                if size >= length:
+                    out.append(decoder.one(data, off + 8))
+                else:
+                    self.short += 1
+            cons += (8 + size + 7) & ~7
         _U64.pack_into(self._cons, 0, cons)
         return out
 
+    def _run(self, off: int, n: int, length: int, stride: int) -> int:
+        """How many records from ``off`` on are committed and ``length`` long.
+
+        The length words of ``n`` records, taken with a strided view, are
+        compared with the expected ones in C; when they differ (a record
+        still being written, usually the last), a binary search of the same
+        comparison finds the first that differs.
+        """
+        if n <= 0:
+            return 0
+        words = self._words[off >> 2 : (off + n * stride) >> 2 : stride >> 2]
+        seen = words.tobytes()
+        want = self._want(length, n)
+        if seen == want:
+            return n
+        lo, hi = 0, n
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if seen[: 4 * mid] == want[: 4 * mid]:
+                lo = mid
+            else:
+                hi = mid
+        return lo
+
+    def _want(self, length: int, n: int) -> bytes:
+        want = self._wanted
+        if self._wanted_length != length or len(want) < 4 * n:
+            want = _HDR.pack(length) * max(n, self.size // 64)
+            self._wanted, self._wanted_length = want, length
+        return want[: 4 * n] if len(want) > 4 * n else want
+
     def close(self) -> None:
         """Unmap the ring (the map itself belongs to the BPF object)."""
+        self._words.release()
         self._data.release()
         self._prod.close()
         self._cons.close()
