@@ -175,6 +175,9 @@ class Context:
         self._old_thread_name: str | None = None
 
         self._store: EventStore | None = None
+        #: Called as ``fn(module, batch)`` before each delivery (loop thread):
+        #: the recorder and the daemon's tail tap.
+        self._observers: list[Callable[[Module, list[Event]], Any]] = []
         self._replay_path: str | None = None
         self._replay_counts: dict[str, int] | None = None
 
@@ -447,10 +450,27 @@ class Context:
         """
         self._check_open("store")
         if self._store is not None:
+            self._remove_observer(self._record)
             self._store.close()
             self._store = None
         if path is not None:
             self._store = EventStore(path, exclude=exclude)
+            self._add_observer(self._record)
+
+    def _record(self, module: Module, batch: list[Event]) -> None:
+        if self._store is not None:
+            self._store.record(module.name, batch)
+
+    def _add_observer(self, fn: Callable[[Module, list[Event]], Any]) -> None:
+        """Call ``fn(module, batch)`` before every delivery (loop thread).
+
+        ``fn`` must not raise and must not keep the batch list itself.
+        """
+        self._observers.append(fn)
+
+    def _remove_observer(self, fn: Callable[[Module, list[Event]], Any]) -> None:
+        with contextlib.suppress(ValueError):
+            self._observers.remove(fn)
 
     @loop_thread_only
     def replay_from(self, path: str | os.PathLike[str]) -> None:

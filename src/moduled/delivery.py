@@ -338,8 +338,9 @@ class Mailbox:
             self._recv += len(batch)
             ctx._recv += len(batch)
             self._last_ns = _monotonic_ns()
-            if ctx._store is not None:
-                ctx._store.record(self.name, batch)
+            if ctx._observers:
+                for observe in ctx._observers:
+                    observe(self, batch)
             handler = self._handlers[-1] if self._handlers else self.on_evt
             pill_hit = pill is not None and self._pill is None
             if self._fl & _THREADED:
