@@ -340,7 +340,7 @@ class Mailbox:
             self._last_ns = _monotonic_ns()
             if ctx._observers:
                 for observe in ctx._observers:
-                    observe(self, batch)
+                    observe(self, batch)  # type: ignore[arg-type] # a Module
             handler = self._handlers[-1] if self._handlers else self.on_evt
             pill_hit = pill is not None and self._pill is None
             if self._fl & _THREADED:
