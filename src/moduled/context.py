@@ -177,6 +177,9 @@ class Context:
         self._store: EventStore | None = None
         #: Called as ``fn(module, batch)`` before each delivery (loop thread):
         #: the recorder and the daemon's tail tap.
+        #: What a hook or source callback may raise and only fail its module;
+        #: a daemon widens it to every exception its plugins could raise.
+        self._hook_errors: tuple[type[BaseException], ...] = HOOK_ERRORS
         self._observers: list[Callable[[Module, list[Event]], Any]] = []
         self._replay_path: str | None = None
         self._replay_counts: dict[str, int] | None = None
@@ -539,7 +542,7 @@ class Context:
     def _run_callback(self, callback: Callable[[], Any]) -> None:
         try:
             callback()
-        except HOOK_ERRORS as exc:
+        except self._hook_errors as exc:
             owner = getattr(callback, "__self__", None)
             module = getattr(owner, "_module", None) or (
                 owner if isinstance(owner, Module) else None
@@ -628,7 +631,7 @@ class Context:
                 continue
             try:
                 ok = mod.on_eval()
-            except HOOK_ERRORS as exc:
+            except self._hook_errors as exc:
                 mod._fail(exc, "on_eval")
                 continue
             if ok:

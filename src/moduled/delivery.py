@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .errors import HOOK_ERRORS, InvalidArgument, RateLimited
+from .errors import InvalidArgument, RateLimited
 from .events import Event
 from .flags import ModFlag, ModState, SrcFlag
 from .threads import loop_thread_only
@@ -348,7 +348,7 @@ class Mailbox:
                 return
             try:
                 handler(batch)
-            except HOOK_ERRORS as exc:
+            except ctx._hook_errors as exc:
                 self._fail(exc, "on_evt")
                 return
         if (
@@ -368,12 +368,13 @@ class Mailbox:
         its context are carried out on the loop thread (see ``threads``).
         """
         self._worker_busy = True
+        errors = ctx._hook_errors
 
         def work() -> None:
             failure: BaseException | None = None
             try:
                 handler(batch)
-            except HOOK_ERRORS as exc:
+            except errors as exc:
                 failure = exc
             ctx._call_threadsafe(lambda: self._threaded_done(failure, pill_hit))
 

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .delivery import MAX_BATCH, Mailbox
 from .errors import (
-    HOOK_ERRORS,
     AlreadyRegistered,
     InvalidArgument,
     NotFound,
@@ -313,7 +312,7 @@ class Module(Mailbox):
         ctx._idle_discard(self)
         try:
             ok = self.on_start()
-        except HOOK_ERRORS as exc:
+        except ctx._hook_errors as exc:
             self._fail(exc, "on_start")
             return
         if ok is False and self._state is _RUNNING:
@@ -331,7 +330,7 @@ class Module(Mailbox):
         if hook:
             try:
                 self.on_stop()
-            except HOOK_ERRORS as exc:
+            except ctx._hook_errors as exc:
                 self._record_failure(exc, "on_stop")
         self._reset()
         ctx._publish_system(MOD_STOPPED, self)

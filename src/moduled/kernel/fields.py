@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, ItemsView, Iterator, KeysView, Mapping, ValuesView
 from typing import Any, ClassVar
 
-__all__ = ["ProbeFields", "fields_class"]
+__all__ = ["Derive", "ProbeFields", "fields_class"]
 
 _tget = tuple.__getitem__
 _tlen = tuple.__len__
@@ -117,7 +117,22 @@ def _list_at(start: int, count: int) -> Callable[[tuple[Any, ...]], list[Any]]:
     return conv
 
 
-def fields_class(probe: str, columns: list[tuple[str, str, int]]) -> type[ProbeFields]:
+#: A derived field: ``convert(raw_value, fields) -> value``.
+Derive = Callable[[Any, "ProbeFields"], Any]
+
+
+def _derived_at(i: int, fn: Derive) -> Callable[[tuple[Any, ...]], Any]:
+    def conv(t: tuple[Any, ...]) -> Any:
+        return fn(_tget(t, i), t)  # type: ignore[arg-type]
+
+    return conv
+
+
+def fields_class(
+    probe: str,
+    columns: list[tuple[str, str, int]],
+    derived: Mapping[str, Derive] | None = None,
+) -> type[ProbeFields]:
     """Make the :class:`ProbeFields` class of one record layout.
 
     Args:
@@ -125,6 +140,9 @@ def fields_class(probe: str, columns: list[tuple[str, str, int]]) -> type[ProbeF
         columns: ``(name, kind, count)`` in record order, where kind is
             ``int``, ``bytes``, ``str`` or ``list`` and a ``list`` takes
             ``count`` tuple items.
+        derived: fields (``int`` or ``bytes`` ones) whose value is computed
+            on access from the raw value and the other fields (an address
+            from its bytes and the family, argv from a blob and argc).
     """
     plain: dict[str, int] = {}
     special: dict[str, Callable[[tuple[Any, ...]], Any]] = {}
@@ -136,6 +154,8 @@ def fields_class(probe: str, columns: list[tuple[str, str, int]]) -> type[ProbeF
             special[name] = _list_at(i, count)
             i += count
             continue
+        elif derived and name in derived:
+            special[name] = _derived_at(i, derived[name])
         else:
             plain[name] = i
         i += 1

@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import gc
 import logging
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from ..errors import InvalidArgument
 from ..flags import SrcType
 from ..sources.base import Source
 from . import doctor
+from .fields import Derive
 from .program import Program, enlist
 from .record import HEADER, Layout
 from .ringbuf import RingReader
@@ -172,6 +174,10 @@ class ProbeSource(Source):
         """Attach the compiled functions to their kernel hooks."""
         raise NotImplementedError  # pragma: no cover - every subclass has it
 
+    def _derived(self) -> Mapping[str, Derive] | None:
+        """Fields computed on access from raw ones (see fields.fields_class)."""
+        return None
+
     def _ring_name(self, slot: int) -> str:
         return f"md_ring_{slot}"
 
@@ -190,7 +196,7 @@ class ProbeSource(Source):
         ring = bpf[self._ring_name(slot).encode()]
         self._reader = RingReader(ring.map_fd, self._ring_pages)
         self._reader_fd = ring.map_fd
-        self._decode = self._layout.decoder(self.name)
+        self._decode = self._layout.decoder(self.name, self._derived())
         self._lost_counter = program.lost
         self._ctx._add_reader(ring.map_fd, self._on_ready)  # type: ignore[union-attr]
         self._state = "attached"

@@ -30,7 +30,7 @@ from itertools import repeat
 from typing import Any, NamedTuple
 
 from ..errors import InvalidArgument
-from .fields import ProbeFields, fields_class
+from .fields import Derive, ProbeFields, fields_class
 
 __all__ = [
     "HEADER",
@@ -227,9 +227,11 @@ class Layout:
             f'"moduled: record layout of {tag}");\n'
         )
 
-    def decoder(self, probe: str) -> Decoder:
+    def decoder(
+        self, probe: str, derived: Mapping[str, Derive] | None = None
+    ) -> Decoder:
         """Return the :class:`Decoder` of this layout's records for ``probe``."""
-        return Decoder(self, probe)
+        return Decoder(self, probe, derived)
 
 
 _tuple_new = tuple.__new__
@@ -244,7 +246,12 @@ class Decoder:
             included, padded to 8 bytes).
     """
 
-    def __init__(self, layout: Layout, probe: str) -> None:
+    def __init__(
+        self,
+        layout: Layout,
+        probe: str,
+        derived: Mapping[str, Derive] | None = None,
+    ) -> None:
         self.probe = probe
         self.length = layout.size
         self.stride = (8 + layout.size + 7) & ~7
@@ -254,7 +261,7 @@ class Decoder:
         assert self._entry.size == self.stride
         self._record = layout.struct
         self.fields_class = fields_class(
-            probe, [(f.name, f.kind, f.count) for f in layout.fields]
+            probe, [(f.name, f.kind, f.count) for f in layout.fields], derived
         )
 
     def many(self, entries: Any) -> list[ProbeEvent]:
