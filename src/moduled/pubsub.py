@@ -2,13 +2,16 @@
 
 A pattern without regular-expression metacharacters is a plain topic and is
 found with one dict lookup; other patterns are compiled and matched with
-``re.fullmatch``.  The list of subscribers of each topic published is cached
-until a subscription changes, so a repeated publish costs one lookup however
-many unrelated subscriptions exist.
+``re.fullmatch``.  Patterns are indexed by their literal prefix (``news/``
+for ``news/.*``), so a topic is only matched against the patterns whose
+prefix it starts with, plus those without a prefix.  The list of subscribers
+of each topic published is cached until a subscription changes, so a
+repeated publish costs one lookup however many subscriptions exist.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -49,7 +52,16 @@ _CACHE_MAX = 4096
 class Subscription:
     """One module's subscription to one pattern."""
 
-    __slots__ = ("flags", "module", "pattern", "prio", "regex", "userdata")
+    __slots__ = (
+        "flags",
+        "module",
+        "pattern",
+        "prefix",
+        "prio",
+        "regex",
+        "seq",
+        "userdata",
+    )
 
     def __init__(
         self, module: Module, pattern: str, flags: SrcFlag, userdata: Any
@@ -66,6 +78,8 @@ class Subscription:
         else:
             self.prio = SrcFlag.PRIO_LOW
         self.regex: re.Pattern[str] | None = None
+        self.prefix = literal_prefix(pattern)
+        self.seq = 0
         if not is_literal(pattern):
             try:
                 self.regex = re.compile(pattern)
@@ -89,20 +103,43 @@ def is_literal(pattern: str) -> bool:
     return not _METACHARS.intersection(pattern)
 
 
+def literal_prefix(pattern: str) -> str:
+    """Return what every topic matching ``pattern`` starts with ('' if
+    unknown): the characters before its first metacharacter, less the last
+    one when a quantifier follows it."""
+    if "|" in pattern:
+        return ""  # an alternation may bypass any prefix
+    out: list[str] = []
+    for c in pattern:
+        if c in _METACHARS:
+            if c in "*?{" and out:
+                out.pop()
+            break
+        out.append(c)
+    return "".join(out)
+
+
 class Topics:
     """Every subscription of a context, indexed for publish."""
 
     def __init__(self) -> None:
         self._exact: dict[str, list[Subscription]] = {}
         self._regex: list[Subscription] = []
+        self._seq = 0
+        # Patterns by literal prefix: length -> prefix -> subscriptions.
+        self._by_prefix: dict[int, dict[str, list[Subscription]]] = {}
+        self._anywhere: list[Subscription] = []
         self._cache: dict[str, list[Subscription]] = {}
 
     def add(self, sub: Subscription) -> None:
         self.remove(sub.module, sub.pattern)
+        self._seq += 1
+        sub.seq = self._seq
         if sub.regex is None:
             self._exact.setdefault(sub.pattern, []).append(sub)
         else:
             self._regex.append(sub)
+            self._index()
         self._cache.clear()
 
     def remove(self, module: Module, pattern: str) -> bool:
@@ -127,21 +164,49 @@ class Topics:
             if len(kept) == len(self._regex):
                 return False
             self._regex = kept
+            self._index()
         self._cache.clear()
         return True
+
+    def _index(self) -> None:
+        by_prefix: dict[int, dict[str, list[Subscription]]] = {}
+        anywhere = []
+        for sub in self._regex:
+            if sub.prefix:
+                table = by_prefix.setdefault(len(sub.prefix), {})
+                table.setdefault(sub.prefix, []).append(sub)
+            else:
+                anywhere.append(sub)
+        self._by_prefix = by_prefix
+        self._anywhere = anywhere
 
     def remove_module(self, module: Module, patterns: list[str]) -> None:
         for pattern in patterns:
             self.remove(module, pattern)
 
     def match(self, topic: str) -> list[Subscription]:
-        """Return the subscriptions matching ``topic``: plain ones, then patterns."""
+        """Return the subscriptions matching ``topic``: plain ones, then
+        patterns in subscription order."""
         subs = self._cache.get(topic)
         if subs is not None:
             return subs
         subs = list(self._exact.get(topic, ()))
-        subs.extend(s for s in self._regex if s.regex.fullmatch(topic))  # type: ignore[union-attr]
-        if len(self._cache) >= _CACHE_MAX:
-            self._cache.clear()
-        self._cache[topic] = subs
+        candidates = list(self._anywhere)
+        for length, table in self._by_prefix.items():
+            found = table.get(topic[:length])
+            if found:
+                candidates.extend(found)
+        if candidates:
+            candidates.sort(key=_by_seq)
+            subs.extend(s for s in candidates if s.regex.fullmatch(topic))  # type: ignore[union-attr]
+        cache = self._cache
+        if len(cache) >= _CACHE_MAX:
+            # Forget the oldest quarter rather than everything.
+            for old in list(itertools.islice(cache, _CACHE_MAX // 4)):
+                del cache[old]
+        cache[topic] = subs
         return subs
+
+
+def _by_seq(sub: Subscription) -> int:
+    return sub.seq

@@ -222,26 +222,49 @@ def test_mailbox_limit_refuses_sends_over_the_limit_and_counts_them():
         b.mailbox_set(-1)
 
 
-def test_exact_publish_does_not_scan_unrelated_regex_subscriptions(monkeypatch):
+def test_publish_does_not_scan_unrelated_regex_subscriptions():
     ctx = md.Context("scan")
     subs = [make(ctx, f"m{i}") for i in range(50)]
     for i, m in enumerate(subs):
         m.subscribe(f"topic/{i}/.*")
+    near = make(ctx, "near")
+    near.subscribe("fresh/.+")
     target = make(ctx, "target")
     target.subscribe("exact")
     pub = make(ctx, "pub")
-    pub.publish("exact", 0)
-
     calls: list[str] = []
     for sub in ctx._topics._regex:
         sub.regex = _CountingRegex(sub.regex, calls)
+
     for i in range(100):
         pub.publish("exact", i)
-    run_msgs = len(target.messages)
-
-    assert calls == []
+        pub.publish(f"fresh/{i}", i)  # a new topic each time: no cache help
     ctx.dispatch()
-    assert len(target.messages) == run_msgs + 101
+
+    assert len(target.messages) == 100
+    assert len(near.messages) == 100
+    assert calls == [f"fresh/{i}" for i in range(100)]  # only the candidate
+
+
+@pytest.mark.parametrize(
+    ("pattern", "prefix"),
+    [
+        ("news/.*", "news/"),
+        ("a.c", "a"),
+        ("ab*c", "a"),
+        ("ab?", "a"),
+        ("ab{2}", "a"),
+        ("ab+", "ab"),
+        ("x|y", ""),
+        ("(?i)abc", ""),
+        (r"a\.b", "a"),
+        (".*", ""),
+    ],
+)
+def test_literal_prefix_is_what_every_match_starts_with(pattern, prefix):
+    from moduled.pubsub import literal_prefix
+
+    assert literal_prefix(pattern) == prefix
 
 
 class _CountingRegex:
