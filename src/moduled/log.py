@@ -6,16 +6,22 @@ the application's business.  The environment may still ask for it:
 * ``MODULED_LOG``: level of the whole ``moduled`` tree (default ``warning``).
 * ``MODULED_LOG_CORE``, ``MODULED_LOG_SOURCES``, ``MODULED_LOG_KERNEL``,
   ``MODULED_LOG_DAEMON``: level of one area.
-* ``MODULED_LOG_OUTPUT``: a file that receives the ``moduled`` records.
+* ``MODULED_LOG_OUTPUT``: where the ``moduled`` records go: a file, or
+  ``stderr``.  Without it the levels apply to whatever handlers the
+  application configured (``logging.basicConfig`` for instance).
 
 Module loggers are named ``moduled.<context>.<module>``; they follow
-``MODULED_LOG``.
+``MODULED_LOG``.  A bad value in these variables is reported with a
+``RuntimeWarning`` and otherwise ignored: importing moduled never fails
+because of its environment.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
+import warnings
 
 from .errors import InvalidArgument
 
@@ -68,19 +74,35 @@ def set_loglevel(level: int | str, area: str | None = None) -> None:
 def _configure_from_env() -> None:
     root.addHandler(logging.NullHandler())
     env = os.environ
-    try:
-        set_loglevel(env.get("MODULED_LOG", "warning"))
-        for area in AREAS:
-            value = env.get(f"MODULED_LOG_{area.upper()}")
-            if value:
-                set_loglevel(value, area)
-    except InvalidArgument as exc:
+    for var in ("MODULED_LOG", *(f"MODULED_LOG_{a.upper()}" for a in AREAS)):
+        value = env.get(var)
+        if not value:
+            continue
+        area = None if var == "MODULED_LOG" else var.rsplit("_", 1)[1].lower()
+        try:
+            set_loglevel(value, area)
+        except InvalidArgument as exc:
+            warnings.warn(f"{var}: {exc}; ignored", RuntimeWarning, stacklevel=2)
+    if root.level == logging.NOTSET:
         root.setLevel(logging.WARNING)
-        root.warning("environment: %s; using 'warning'", exc)
     output = env.get("MODULED_LOG_OUTPUT")
-    if output:
-        handler = logging.FileHandler(output)
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not output:
+        return
+    try:
+        handler: logging.Handler = (
+            logging.StreamHandler(sys.stderr)
+            if output == "stderr"
+            else logging.FileHandler(output)
         )
-        root.addHandler(handler)
+    except OSError as exc:
+        warnings.warn(
+            f"MODULED_LOG_OUTPUT: cannot open {output!r} ({exc.strerror}); "
+            "logging to it is off",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
+    root.addHandler(handler)

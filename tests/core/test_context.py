@@ -342,3 +342,26 @@ def test_library_adds_only_a_null_handler():
     assert all(isinstance(h, logging.NullHandler) for h in handlers) or os.environ.get(
         "MODULED_LOG_OUTPUT"
     )
+
+
+def test_bad_logging_environment_warns_but_never_breaks_import(tmp_path):
+    code = (
+        "import logging, moduled\n"
+        "logging.getLogger('moduled.core').debug('core: shown on stderr')\n"
+        "print(logging.getLogger('moduled').level)\n"
+    )
+    env = dict(
+        os.environ,
+        MODULED_LOG="debug",
+        MODULED_LOG_SOURCES="verbose",
+        MODULED_LOG_OUTPUT="stderr",
+    )
+    ok = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True)
+    env["MODULED_LOG_OUTPUT"] = str(tmp_path / "missing" / "log.txt")
+    bad = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True)
+
+    assert ok.returncode == 0 and ok.stdout.strip() == b"10"
+    assert b"core: shown on stderr" in ok.stderr
+    assert b"MODULED_LOG_SOURCES" in ok.stderr and b"RuntimeWarning" in ok.stderr
+    assert bad.returncode == 0
+    assert b"cannot open" in bad.stderr
