@@ -141,8 +141,12 @@ class Context:
     ) -> None:
         if not isinstance(name, str) or not name:
             raise InvalidArgument(f"context name {name!r}: give a non-empty string")
+        if not isinstance(persist, bool):
+            raise InvalidArgument(
+                f"context {name!r}: persist={persist!r}: pass True or False"
+            )
         self.name = name
-        self.persist = bool(persist)
+        self.persist = persist
         self.userdata = userdata
         self._modules: dict[str, Module] = {}
         self._view = _ModuleView(self._modules)
@@ -746,8 +750,10 @@ class Context:
         Raises:
             InvalidArgument: ``code`` is not an int.
         """
-        if not isinstance(code, int) or isinstance(code, bool):
-            raise InvalidArgument(f"context {self.name!r}: quit({code!r}): pass an int")
+        if not isinstance(code, int) or isinstance(code, bool) or not 0 <= code <= 255:
+            raise InvalidArgument(
+                f"context {self.name!r}: quit({code!r}): pass an exit code 0..255"
+            )
         self._quit_code = code
         self._quit = True
         self._wake()

@@ -27,7 +27,7 @@ from .errors import (
     StateError,
 )
 from .events import Event, PsMessage
-from .flags import ModFlag, ModState, SrcFlag, SrcType
+from .flags import PRIO_MASK, ModFlag, ModState, SrcFlag, SrcType
 from .pubsub import MOD_STARTED, MOD_STOPPED, SYSTEM_PREFIX, Subscription
 from .sources.base import Source
 from .threads import forward, loop_thread_only
@@ -50,6 +50,7 @@ _NORM = SrcFlag.PRIO_NORM
 _PS = SrcType.PS
 _DENY_PUB = int(ModFlag.DENY_PUB)
 _NO_FLAGS = SrcFlag(0)
+_ALL_MOD_FLAGS = sum(int(f) for f in ModFlag)
 _get_ident = threading.get_ident
 _new_tuple = tuple.__new__
 
@@ -112,8 +113,15 @@ class Module(Mailbox):
             )
         if flags is None:
             flags = type(self).flags
-        if not isinstance(flags, int) or isinstance(flags, bool):
-            raise InvalidArgument(f"module {name!r}: flags must be md.ModFlag values")
+        if (
+            not isinstance(flags, int)
+            or isinstance(flags, bool)
+            or flags & ~_ALL_MOD_FLAGS
+            or flags < 0
+        ):
+            raise InvalidArgument(
+                f"module {name!r}: flags={flags!r}: combine md.ModFlag values only"
+            )
         self.name = name
         self.flags = ModFlag(flags)
         self._fl = int(flags)  # the flags as a plain int, for the hot paths
@@ -282,7 +290,8 @@ class Module(Mailbox):
         while node is not None:
             if node is self:
                 raise InvalidArgument(
-                    f"module {self.name!r}: bind({leader.name!r}) would make a cycle"
+                    f"module {self.name!r}: bind({leader.name!r}) would make a "
+                    "cycle; bind to a module that does not follow this one"
                 )
             node = node._leader
         if self._leader is not None:
@@ -476,7 +485,12 @@ class Module(Mailbox):
             NotFound: ``source`` is not registered on this module.
         """
         self._take("deregister")
-        if not isinstance(source, Source) or source._module is not self:
+        if not isinstance(source, Source):
+            raise InvalidArgument(
+                f"module {self.name!r}: deregister({source!r}): pass a registered "
+                "source (see sources())"
+            )
+        if source._module is not self:
             raise NotFound(
                 f"module {self.name!r}: deregister({source!r}): not registered here"
             )
@@ -528,9 +542,15 @@ class Module(Mailbox):
                 f"module {self.name!r}: subscribe({pattern!r}): pass a non-empty "
                 "topic or regular expression"
             )
-        if not isinstance(flags, int) or isinstance(flags, bool):
+        if (
+            not isinstance(flags, int)
+            or isinstance(flags, bool)
+            or flags & ~PRIO_MASK
+            or bin(flags).count("1") > 1
+        ):
             raise InvalidArgument(
-                f"module {self.name!r}: subscribe: flags must be md.SrcFlag values"
+                f"module {self.name!r}: subscribe: flags={flags!r}: give one "
+                "priority (SrcFlag.PRIO_LOW, PRIO_NORM or PRIO_HIGH)"
             )
         sub = Subscription(self, pattern, SrcFlag(flags), userdata)
         ctx._topics.add(sub)

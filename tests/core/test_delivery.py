@@ -282,3 +282,32 @@ def test_large_backlog_is_delivered_in_bounded_batches_in_order():
 
     assert max(len(b) for b in mod.batches) == md.module.MAX_BATCH
     assert mod.messages == list(range(n))
+
+
+def test_flags_are_checked_per_source_type_and_priority():
+    ctx = md.Context("flagcheck")
+    mod = started(ctx)
+
+    with pytest.raises(md.InvalidArgument, match="one priority"):
+        mod.register(EventFd("a"), flags=md.SrcFlag.PRIO_LOW | md.SrcFlag.PRIO_HIGH)
+    with pytest.raises(md.InvalidArgument, match="DUP"):
+        mod.register(md.Timer(1_000_000), flags=md.SrcFlag.DUP)
+    with pytest.raises(md.InvalidArgument):
+        mod.register(EventFd("b"), flags=md.SrcFlag(1 << 40))
+    with pytest.raises(md.InvalidArgument, match="priority"):
+        mod.subscribe("t", flags=md.SrcFlag.ONESHOT)
+    with pytest.raises(md.InvalidArgument):
+        mod.deregister(5)  # type: ignore[arg-type]
+    assert mod.sources() == []
+
+
+def test_module_context_and_task_arguments_are_checked():
+    with pytest.raises(md.InvalidArgument, match="ModFlag"):
+        Recorder("m", flags=md.ModFlag.PERSIST | (1 << 20))
+    with pytest.raises(md.InvalidArgument, match="persist"):
+        md.Context("c", persist="no")  # type: ignore[arg-type]
+    ctx = md.Context("q", persist=True)
+    with pytest.raises(md.InvalidArgument, match="0..255"):
+        ctx.quit(2**40)
+    with pytest.raises(md.InvalidArgument, match="without arguments"):
+        md.Task(lambda a: a, 1)

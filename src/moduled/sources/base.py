@@ -43,6 +43,8 @@ if TYPE_CHECKING:
 __all__ = ["Source"]
 
 _monotonic_ns = time.monotonic_ns
+#: Flags every source type accepts; the rest are per type (``type_flags``).
+GENERIC_FLAGS = PRIO_MASK | SrcFlag.ONESHOT | SrcFlag.FORCE
 
 
 class Source(abc.ABC):
@@ -103,10 +105,14 @@ class Source(abc.ABC):
                 f"{self!r}: already registered on module {self._module.name!r}; "
                 "create a new source object"
             )
-        bad = flags & ~(SrcFlag(0xFFFFFFFF) | self.type_flags)
+        bad = flags & ~(GENERIC_FLAGS | self.type_flags)
         if bad:
             raise InvalidArgument(
                 f"{self!r}: flag {bad!r} does not apply to {self.type.name} sources"
+            )
+        if bin(flags & PRIO_MASK).count("1") > 1:
+            raise InvalidArgument(
+                f"{self!r}: flags {flags & PRIO_MASK!r}: give one priority at most"
             )
         flags |= self.forced_flags
         prio = flags & PRIO_MASK

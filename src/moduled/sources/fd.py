@@ -40,7 +40,7 @@ class Fd(Source):
 
     type: ClassVar[SrcType] = SrcType.FD
     forced_flags: ClassVar[SrcFlag] = SrcFlag.PRIO_HIGH
-    type_flags: ClassVar[SrcFlag] = SrcFlag.FD_AUTOCLOSE
+    type_flags: ClassVar[SrcFlag] = SrcFlag.FD_AUTOCLOSE | SrcFlag.DUP
 
     def __init__(self, fd_or_file: Any) -> None:
         self._file: Any = None

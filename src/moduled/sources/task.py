@@ -14,6 +14,7 @@ before it finishes discards its outcome, but the function runs to the end.
 from __future__ import annotations
 
 import concurrent.futures
+import inspect
 import logging
 import os
 from collections.abc import Callable
@@ -71,6 +72,15 @@ class Task(Source):
     def __init__(self, fn: Callable[[], Any], tid: int) -> None:
         if not callable(fn):
             raise InvalidArgument(f"Task: fn {fn!r} must be callable (no arguments)")
+        try:
+            inspect.signature(fn).bind()
+        except TypeError:
+            raise InvalidArgument(
+                f"Task: fn {fn!r} must be callable without arguments; wrap it, "
+                "e.g. functools.partial(fn, arg) or lambda: fn(arg)"
+            ) from None
+        except ValueError:
+            pass  # no signature to check (some builtins): trust the caller
         if isinstance(tid, bool) or not isinstance(tid, int):
             raise InvalidArgument(f"Task: tid {tid!r} must be an int")
         self._fn = fn
