@@ -116,7 +116,7 @@ class Module(Mailbox):
         if (
             not isinstance(flags, int)
             or isinstance(flags, bool)
-            or flags & ~_ALL_MOD_FLAGS
+            or int(flags) & ~_ALL_MOD_FLAGS
             or flags < 0
         ):
             raise InvalidArgument(
@@ -545,7 +545,7 @@ class Module(Mailbox):
         if (
             not isinstance(flags, int)
             or isinstance(flags, bool)
-            or flags & ~PRIO_MASK
+            or int(flags) & ~int(PRIO_MASK)
             or bin(flags).count("1") > 1
         ):
             raise InvalidArgument(

@@ -105,10 +105,12 @@ class Source(abc.ABC):
                 f"{self!r}: already registered on module {self._module.name!r}; "
                 "create a new source object"
             )
-        bad = flags & ~(GENERIC_FLAGS | self.type_flags)
+        # int arithmetic: ~ on an IntFlag only complements its known bits.
+        bad = int(flags) & ~int(GENERIC_FLAGS | self.type_flags)
         if bad:
             raise InvalidArgument(
-                f"{self!r}: flag {bad!r} does not apply to {self.type.name} sources"
+                f"{self!r}: flag {SrcFlag(bad)!r} does not apply to "
+                f"{self.type.name} sources"
             )
         if bin(flags & PRIO_MASK).count("1") > 1:
             raise InvalidArgument(
