@@ -376,16 +376,16 @@ class Context:
 
     def _target(self, ref: Module | str, sender: Module, call: str) -> Module:
         """Resolve a message recipient, which must be running or paused."""
-        mod: Any = self._modules.get(ref) if ref.__class__ is str else ref  # type: ignore[arg-type]
+        mod: Any = self._modules.get(ref) if isinstance(ref, str) else ref
         if mod is None or getattr(mod, "_ctx", None) is not self:
             mod = self._resolve(ref, f"module {sender.name!r}: {call}")
-        st = mod._state  # type: ignore[union-attr]
+        st = mod._state
         if st is not _RUNNING and st is not _PAUSED:
             raise StateError(
-                f"module {sender.name!r}: {call}: recipient {mod.name!r} is "  # type: ignore[union-attr]
+                f"module {sender.name!r}: {call}: recipient {mod.name!r} is "
                 f"{st.value}; it receives messages only while running or paused"
             )
-        return mod  # type: ignore[return-value]
+        return mod  # type: ignore[no-any-return]
 
     def _idle_discard(self, module: Module) -> None:
         self._idle.pop(module, None)
@@ -439,7 +439,8 @@ class Context:
             self._tick = self._call_at(_monotonic_ns() + ns, self._on_tick)
 
     def _on_tick(self) -> None:
-        self._tick = self._call_at(self._tick.deadline + self._tick_ns, self._on_tick)  # type: ignore[union-attr]
+        assert self._tick is not None
+        self._tick = self._call_at(self._tick.deadline + self._tick_ns, self._on_tick)
         self._publish_system(CTX_TICK, None)
 
     # -- record and replay ------------------------------------------------------

@@ -77,7 +77,7 @@ class Subscription:
             self.prio = SrcFlag.PRIO_NORM
         else:
             self.prio = SrcFlag.PRIO_LOW
-        self.regex: re.Pattern[str] | None = None
+        self.regex: re.Pattern[str] | None = None  # None: a plain topic
         self.prefix = literal_prefix(pattern)
         self.seq = 0
         if not is_literal(pattern):
@@ -198,7 +198,7 @@ class Topics:
                 candidates.extend(found)
         if candidates:
             candidates.sort(key=_by_seq)
-            subs.extend(s for s in candidates if s.regex.fullmatch(topic))  # type: ignore[union-attr]
+            subs.extend(s for s in candidates if s.regex and s.regex.fullmatch(topic))
         cache = self._cache
         if len(cache) >= _CACHE_MAX:
             # Forget the oldest quarter rather than everything.
