@@ -44,6 +44,33 @@ def test_garbage_gets_an_error_reply_and_status_still_answers(shared_daemon):
     assert shared_daemon.result("status")["daemon"]["ready"] is True
 
 
+def test_last_request_without_newline_is_answered_after_half_close(shared_daemon):
+    s = shared_daemon.connect()
+
+    s.sendall(b'{"v": 1, "id": 41, "cmd": "ping"}\n{"v": 1, "id": 42, "cmd": "ping"}')
+    s.shutdown(socket.SHUT_WR)
+    data = b""
+    while chunk := s.recv(65536):
+        data += chunk
+    s.close()
+
+    replies = [json.loads(line) for line in data.splitlines()]
+    assert [r["id"] for r in replies] == [41, 42]
+    assert all(r["ok"] for r in replies)
+
+
+def test_non_finite_id_is_refused_with_valid_json(shared_daemon):
+    s = shared_daemon.connect()
+
+    s.sendall(b'{"v": 1, "id": 1e400, "cmd": "ping"}\n')
+    raw = s.recv(65536)
+    s.close()
+
+    assert b"Infinity" not in raw
+    reply = json.loads(raw.splitlines()[0])
+    assert reply["ok"] is False and reply["error"]["code"] == "bad_request"
+
+
 def test_oversized_request_is_refused_and_the_connection_closed(shared_daemon):
     s = shared_daemon.connect()
 

@@ -39,6 +39,12 @@ def test_request_line_round_trips():
         (b'{"v": 1, "id": 1, "cmd": "show", "args": [1]}', "bad_request"),
         (b'{"v": 1, "id": {"x": 1}, "cmd": "status"}', "bad_request"),
         (b"\xff\xfe", "bad_request"),
+        (b'{"v": true, "id": 1, "cmd": "status"}', "unsupported_version"),
+        (b'{"v": 1.0, "id": 1, "cmd": "status"}', "unsupported_version"),
+        (b'{"v": "1", "id": 1, "cmd": "status"}', "unsupported_version"),
+        (b'{"v": 1, "id": 1e400, "cmd": "status"}', "bad_request"),
+        (b'{"v": 1, "id": NaN, "cmd": "status"}', "bad_request"),
+        (b'{"v": 1, "id": 1, "cmd": "show", "args": {"x": -Infinity}}', "bad_request"),
     ],
 )
 def test_invalid_request_raises_with_its_error_code(line, code):
@@ -72,3 +78,13 @@ def test_reply_without_ok_is_a_protocol_error():
 
 def test_max_line_is_64_kib():
     assert MAX_LINE == 65536
+
+
+def test_replies_are_strict_json_even_with_non_finite_floats():
+    line = ok_reply(1, {"ratio": float("nan"), "big": [float("inf"), 2.5]})
+
+    text = line.decode()
+
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text)["result"] == {"ratio": None, "big": [None, 2.5]}
+    assert decode_reply(line)["ok"] is True

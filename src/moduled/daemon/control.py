@@ -309,8 +309,14 @@ class Client:
 
     def _eof(self) -> None:
         # A client may shut its write side after its request (half-close):
-        # the replies still go out, then the connection closes.
+        # the replies still go out, then the connection closes.  End of
+        # input also ends a last line sent without its newline.
+        rest = bytes(self._inbuf)
         self._inbuf.clear()
+        if rest.strip() and not (self._closing or self._lingering):
+            self._server._request(self, rest)
+        if self.closed:
+            return
         if self.streaming or not self.outbuf:
             self._server._drop(self)
         else:

@@ -18,13 +18,19 @@ client may pipeline requests on one connection.  A streaming command
 (``tail``) answers once with ``ok`` and then sends any number of event
 lines, ``{"v": 1, "id": 7, "event": {...}}``, until the client hangs up.
 
-The version ``v`` is 1.  A request with another version is refused with
-``unsupported_version``; a later protocol keeps accepting version 1.
+The version ``v`` is the JSON integer 1 (not ``true``, not ``1.0``).  A
+request with another version is refused with ``unsupported_version``; a
+later protocol keeps accepting version 1.  Numbers must be finite: a
+request holding ``NaN``, ``Infinity`` or a number too large for a double
+(``1e400``) is refused with ``bad_request``, and replies never carry one
+(a non-finite float in a result is sent as ``null``), so every line stays
+valid JSON.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 __all__ = [
@@ -121,9 +127,28 @@ def _jsonable(obj: Any) -> Any:
     return repr(obj)
 
 
+def _finite(obj: Any) -> Any:
+    """``obj`` (plain JSON values) with non-finite floats as None."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def encode(obj: dict[str, Any]) -> bytes:
-    """Serialise one protocol object as a line of bytes."""
-    text = json.dumps(obj, separators=(",", ":"), default=_jsonable)
+    """Serialise one protocol object as a line of bytes (strict JSON)."""
+    try:
+        text = json.dumps(
+            obj, separators=(",", ":"), default=_jsonable, allow_nan=False
+        )
+    except ValueError:
+        # A NaN or an infinity somewhere (a stats ratio, a plugin's message):
+        # go through plain values once and send those as null.
+        plain = json.loads(json.dumps(obj, default=_jsonable))
+        text = json.dumps(_finite(plain), separators=(",", ":"), allow_nan=False)
     return text.encode("utf-8", "backslashreplace") + b"\n"
 
 
@@ -148,9 +173,20 @@ def event_line(id: Any, event: dict[str, Any]) -> bytes:
     return encode({"v": VERSION, "id": id, "event": event})
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:20]} is too large")
+    return value
+
+
 def _load_object(line: bytes) -> dict[str, Any]:
     try:
-        obj = json.loads(line)
+        obj = json.loads(line, parse_constant=_no_constant, parse_float=_finite_float)
     except (UnicodeDecodeError, ValueError) as exc:
         raise ProtocolError("bad_request", f"line is not JSON ({exc})") from None
     if not isinstance(obj, dict):
@@ -170,7 +206,7 @@ def decode_request(line: bytes) -> Request:
         raise ProtocolError("bad_request", "'id' must be a JSON scalar")
     if "v" not in obj:
         raise ProtocolError("bad_request", "missing 'v': send \"v\": 1", rid)
-    if obj["v"] != VERSION:
+    if type(obj["v"]) is not int or obj["v"] != VERSION:
         raise ProtocolError(
             "unsupported_version",
             f'protocol version {obj["v"]!r} is not supported: send "v": 1',
