@@ -7,6 +7,8 @@ import signal
 import subprocess
 import time
 
+import pytest
+
 from .conftest import PY, wait_for, write
 
 COUNTER = """
@@ -185,6 +187,15 @@ def test_cannot_connect_exits_3(tmp_path):
 def test_usage_error_exits_2(shared_daemon):
     assert shared_daemon.ctl("frobnicate").returncode == 2
     assert shared_daemon.ctl("pause").returncode == 2
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "nan", "inf", "soon"])
+def test_timeout_must_be_a_finite_positive_number(shared_daemon, value):
+    result = shared_daemon.ctl(f"--timeout={value}", "status")
+
+    assert result.returncode == 2
+    assert "--timeout" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_socket_comes_from_moduled_socket_in_the_environment(shared_daemon):

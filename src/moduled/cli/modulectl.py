@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -62,6 +63,19 @@ _MODULE_CALLS = {
 }
 
 
+def _timeout(text: str) -> float:
+    """argparse type of ``--timeout``: a finite number of seconds above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give a finite number of seconds above 0"
+        )
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="modulectl",
@@ -71,7 +85,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--socket", metavar="PATH", help="control socket")
     p.add_argument("--json", action="store_true", help="print JSON for scripts")
-    p.add_argument("--timeout", type=float, default=10.0, metavar="S")
+    p.add_argument(
+        "--timeout",
+        type=_timeout,
+        default=10.0,
+        metavar="S",
+        help="seconds to wait for a reply (default 10)",
+    )
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
     sub.add_parser("status", help="daemon, context, modules and plugins")
     sub.add_parser("list", help="the modules")
