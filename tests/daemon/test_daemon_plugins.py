@@ -268,3 +268,41 @@ def test_tail_streams_published_messages_matching_the_topic(shared_daemon):
     assert event["sender"] == "tailed"
     assert event["message"]["n"] >= 1
     s.close()
+
+
+def test_import_failure_is_logged_at_error_with_its_traceback(shared_daemon):
+    code = """
+    def helper_that_breaks():
+        raise RuntimeError("kaboom at import")
+
+    helper_that_breaks()
+    """
+    write(shared_daemon.plugins / "tracebacked.py", code)
+
+    wait_for(
+        lambda: (p := shared_daemon.plugin("tracebacked")) and p["state"] == "failed",
+        what="tracebacked failed",
+    )
+
+    text = shared_daemon.log_text()
+    start = text.index("ERROR moduled.daemon.plugins: plugin tracebacked: import")
+    logged = text[start:]
+    assert "Traceback (most recent call last)" in logged
+    assert "helper_that_breaks" in logged.split("INFO", 1)[0]
+    os.unlink(shared_daemon.plugins / "tracebacked.py")
+
+
+@pytest.mark.parametrize("exc", ["KeyboardInterrupt", "SystemExit(3)"])
+def test_base_exception_at_import_fails_only_that_plugin(shared_daemon, exc):
+    stem = "interrupts" if exc == "KeyboardInterrupt" else "exits"
+    write(shared_daemon.plugins / f"{stem}.py", f"raise {exc}\n")
+
+    plugin = wait_for(
+        lambda: (p := shared_daemon.plugin(stem)) and p["state"] == "failed" and p,
+        what=f"{stem} failed",
+    )
+
+    assert exc.split("(")[0] in plugin["error"]
+    assert shared_daemon.proc.poll() is None
+    assert shared_daemon.result("ping")["pong"] is True
+    os.unlink(shared_daemon.plugins / f"{stem}.py")

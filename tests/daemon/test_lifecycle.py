@@ -181,6 +181,22 @@ def test_plugin_not_owned_by_root_is_refused_as_root(make_daemon):
     assert "owned by uid 65534, not root" in plugin["error"]
 
 
+@pytest.mark.root
+def test_plugin_under_a_foreign_ancestor_directory_is_refused_naming_it(make_daemon):
+    if os.geteuid() != 0:
+        pytest.skip("the trust check applies to a daemon running as root")
+    d = make_daemon(sub="owned_by_nobody")
+    write(d.plugins / "inside.py", NAMED)
+    os.chown(d.base, 65534, 65534)
+    d.start()
+
+    plugin = wait_for(lambda: d.plugin("inside"))
+
+    assert plugin["state"] == "failed"
+    assert f"directory {d.base} is owned by uid 65534" in plugin["error"]
+    assert d.module("hup_default") is None
+
+
 RUN_QUIT = """
 import moduled as md
 

@@ -29,6 +29,7 @@ import logging
 import os
 import signal
 import sys
+import traceback
 from collections.abc import Sequence
 
 from .. import __version__
@@ -134,6 +135,8 @@ def run_files(argv: Sequence[str]) -> int:
             for module in modules:
                 ctx.register(module)
         except (PluginError, ModuledError) as exc:
+            if isinstance(exc, PluginError) and exc.__cause__ is not None:
+                traceback.print_exception(exc.__cause__, file=sys.stderr)
             return _die(str(exc), EXIT_FAILURE)
 
     # quit() may be called from anywhere: it sets a flag and wakes the loop's

@@ -2,12 +2,13 @@
 
 Loading a plugin file:
 
-1. As root, :func:`~moduled.daemon.trust.check_trusted` refuses a file or
-   directory that someone other than root could change.
-2. The file is read, compiled and run as a fresh Python module with a
-   unique name (``moduled_plugin_<stem>_<n>``), so two versions of one
-   file, or two files with the same name in different directories, never
-   share state; no bytecode cache is read or written.
+1. The file is opened once; as root,
+   :func:`~moduled.daemon.trust.read_plugin` refuses it if someone other
+   than root could change it or a directory on the way to it.
+2. The text read from that descriptor is compiled and run as a fresh
+   Python module with a unique name (``moduled_plugin_<stem>_<n>``), so
+   two versions of one file, or two files with the same name in different
+   directories, never share state; no bytecode cache is read or written.
 3. Every ``moduled.Module`` subclass *defined in that file* (imported ones
    are skipped, and so are names starting with ``_``: abstract helpers) is
    instantiated without arguments — or with ``config=`` when its
@@ -38,7 +39,6 @@ import os
 import re
 import sys
 import time
-import traceback
 import types
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ModuledError
 from ..flags import ModState
 from ..module import Module
-from .trust import check_trusted
+from .trust import read_plugin
 
 if TYPE_CHECKING:
     from ..context import Context
@@ -151,20 +151,34 @@ def _instantiate(cls: type, options: Mapping[str, Any]) -> Module:
 
 
 def import_plugin(
-    path: str, options: Mapping[str, Any] | None = None
+    path: str, options: Mapping[str, Any] | None = None, *, trust: bool = False
 ) -> tuple[str, list[Module]]:
     """Import the file at ``path`` and build one module per Module subclass.
+
+    Args:
+        path: the plugin file.
+        options: the plugin's settings (``module.config``).
+        trust: as root, refuse a file others could have changed (see
+            :mod:`.trust`); the text compiled is the text checked.
 
     Returns:
         The unique Python module name it was imported under, and the
         modules (not yet registered).
 
     Raises:
-        PluginError: the file does not import, defines no Module subclass,
-            or a constructor raised; the message names the plugin and cause.
+        PermissionDenied: ``trust`` is set and the file is not trusted.
+        PluginError: the file cannot be read, does not import, defines no
+            Module subclass, or a constructor raised; the message names the
+            plugin and cause.
     """
     options = types.MappingProxyType(dict(options or {}))
     name = plugin_name(path)
+    try:
+        source = read_plugin(path, trust=trust)
+    except OSError as exc:
+        raise PluginError(
+            f"plugin {name}: cannot read {path} ({exc.strerror})"
+        ) from None
     safe = re.sub(r"\W", "_", name)
     modname = f"moduled_plugin_{safe}_{next(_counter)}"
     pymod = types.ModuleType(modname)
@@ -173,12 +187,10 @@ def import_plugin(
     # typing look their module up there.
     sys.modules[modname] = pymod
     try:
-        # Compiled from the text read now, not through the import system:
+        # Compiled from the text read above, not through the import system:
         # its bytecode cache keys on (mtime in seconds, size), so a quick
         # in-place edit of the same size would load the old code, and it
         # would write __pycache__ into the plugin directory.
-        with open(path, "rb") as f:
-            source = f.read()
         exec(compile(source, path, "exec"), pymod.__dict__)
         classes = _module_classes(pymod, Module)
         if not classes:
@@ -190,10 +202,10 @@ def import_plugin(
         sys.modules.pop(modname, None)
         raise
     except BaseException as exc:
+        # Anything a plugin's top level raises (SystemExit and
+        # KeyboardInterrupt included: the daemon gets its signals through a
+        # signalfd, never as KeyboardInterrupt) is that plugin's failure.
         sys.modules.pop(modname, None)
-        if isinstance(exc, KeyboardInterrupt):
-            raise
-        log.debug("plugin %s: %s", name, "".join(traceback.format_exception(exc)))
         raise PluginError(f"plugin {name}: import failed: {_describe(exc)}") from exc
     return modname, modules
 
@@ -243,9 +255,7 @@ def load(
     plugin.loads += 1
     plugin.loaded_at = time.time()
     try:
-        if trust:
-            check_trusted(plugin.path)
-        modname, modules = import_plugin(plugin.path, options)
+        modname, modules = import_plugin(plugin.path, options, trust=trust)
         plugin.pymodule = modname
         register_all(ctx, plugin, modules)
     except ModuledError as exc:
@@ -254,7 +264,10 @@ def load(
             plugin.pymodule = None
         plugin.state = "failed"
         plugin.error = str(exc)
-        log.error("%s", exc)
+        # The traceback of what the plugin's code raised, at the same level
+        # as a failing hook's: the message alone rarely locates the bug.
+        cause = exc.__cause__ if isinstance(exc, PluginError) else None
+        log.error("%s", exc, exc_info=cause)
         return
     plugin.state = "loaded"
     plugin.error = None
