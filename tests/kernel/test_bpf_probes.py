@@ -14,6 +14,7 @@ import uuid
 
 import pytest
 from tests.conftest import need_root
+from tests.kernel.leftovers import kernel_fds, probe_entries
 
 import moduled as md
 from moduled.errors import InvalidArgument, NotFound, SourceUnavailable
@@ -77,6 +78,7 @@ def run(sources, action):
 def shared(tmp_path_factory):
     need_bpf()
     before = uprobe_events()
+    fds_before, entries_before = kernel_fds(), probe_entries()
     binary = tmp_path_factory.mktemp("exec") / f"mdtrue_{uuid.uuid4().hex[:6]}"
     shutil.copy("/bin/true", binary)
     me = os.getpid()
@@ -116,7 +118,12 @@ def shared(tmp_path_factory):
         out = subprocess.run(
             [sys.executable, "-c", child], check=True, capture_output=True, text=True
         )
-        return {"states": states, "child": int(out.stdout), "events": uprobe_events()}
+        return {
+            "states": states,
+            "child": int(out.stdout),
+            "events": uprobe_events(),
+            "fds": kernel_fds(),
+        }
 
     mod = run(list(srcs.values()), action)
     by = {k: [e for tag, e in mod.tagged if tag == i] for i, k in enumerate(srcs)}
@@ -127,6 +134,8 @@ def shared(tmp_path_factory):
         "binary": str(binary),
         "before": before,
         "after": uprobe_events(),
+        "fds": (fds_before, kernel_fds()),
+        "entries": (entries_before, probe_entries()),
     }
 
 
@@ -185,6 +194,16 @@ def test_uprobe_events_are_removed_when_the_loop_exits(shared):
     assert shared["after"] == shared["before"]
 
 
+def test_no_perf_event_or_bpf_fd_is_left_when_the_loop_exits(shared):
+    before, after = shared["fds"]
+    during = shared["mod"].during["fds"]
+
+    assert during["anon_inode:[perf_event]"] > before["anon_inode:[perf_event]"]
+    assert during["anon_inode:bpf-prog"] > before["anon_inode:bpf-prog"]
+    assert after == before
+    assert shared["entries"][1] == shared["entries"][0]
+
+
 def test_source_dump_counts_events_and_losses(shared):
     d = shared["srcs"]["include"].dump()
 
@@ -199,15 +218,17 @@ def test_a_tiny_ring_loses_records_and_accounts_for_every_one():
         "syscalls", "sys_enter_getppid", filter=f"tgid == {me}", ring_pages=1
     )
     marker = Uprobe("c", "getpid", pid=me)
-    before = uprobe_events()
+    before, fds_before = uprobe_events(), kernel_fds()
     calls = 5000
+    perf = "anon_inode:[perf_event]"
 
     def action(mod):
         for _ in range(calls):
             os.getppid()
         storm._flush()
+        attached = kernel_fds()[perf]
         mod.deregister(marker)
-        return uprobe_events()
+        return uprobe_events(), attached, kernel_fds()[perf]
 
     mod = run([storm, marker], action)
 
@@ -215,7 +236,10 @@ def test_a_tiny_ring_loses_records_and_accounts_for_every_one():
     assert storm.lost > 0
     assert len(delivered) + storm.lost == calls
     assert mod.stats().lost_events >= storm.lost
-    assert mod.during == before
+    events, attached, after_deregister = mod.during
+    assert events == before
+    assert attached - after_deregister == 1  # the uprobe's, not the tracepoint's
+    assert kernel_fds() == fds_before
 
 
 def test_unknown_tracepoint_and_field_fail_at_register_naming_them():

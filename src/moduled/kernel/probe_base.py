@@ -22,6 +22,7 @@ is delivered as ``tp_<name>``.
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import logging
 from collections.abc import Mapping
@@ -93,6 +94,28 @@ class _GcPause:
 _gc_pause = _GcPause()
 
 
+def _attach_tp(bpf: Any, tp: bytes, fn_name: bytes) -> int:
+    """Attach ``fn_name`` to tracepoint ``tp``; return the perf event fd.
+
+    bcc's own ``attach_tracepoint`` keeps one fd per tracepoint name, so a
+    second probe on the same tracepoint (two filters, or a stock probe and a
+    Tracepoint) would overwrite the first's fd: it would leak, and detaching
+    either probe would detach the other.  Each probe keeps its own fd here.
+    """
+    from bcc import BPF
+    from bcc.libbcc import lib
+
+    fn = bpf.load_func(fn_name, BPF.TRACEPOINT)
+    category, name = tp.split(b":")
+    fd = lib.bpf_attach_tracepoint(fn.fd, category, name)
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise OSError(
+            err, f"tracepoint {tp.decode()}: cannot attach {fn_name.decode()}"
+        )
+    return fd
+
+
 class ProbeSource(Source):
     """What every eBPF source shares: program, ring buffer and accounting."""
 
@@ -137,14 +160,7 @@ class ProbeSource(Source):
             self._reader.close()
             self._reader = None
         program = self._program
-        if program is not None and program.bpf is not None:
-            for kind, kw in self._attachments:
-                try:
-                    getattr(program.bpf, f"detach_{kind}")(**kw)
-                # bcc raises bare Exception; any failure here is reported.
-                except Exception as exc:
-                    log.warning("%r: detach %s: %s", self, kind, exc)
-        self._attachments.clear()
+        self._release_attachments()
         self._state = "detached"
         if program is not None:
             program.release(self)
@@ -185,6 +201,11 @@ class ProbeSource(Source):
         # bcc wants bytes and warns (DeprecationWarning) about str.
         detach = {k: v.encode() if isinstance(v, str) else v for k, v in detach.items()}
         kw = {k: v.encode() if isinstance(v, str) else v for k, v in kw.items()}
+        if kind == "tracepoint":
+            self._attachments.append(
+                ("tracepoint_fd", {"fd": _attach_tp(bpf, **detach, **kw)})
+            )
+            return
         getattr(bpf, f"attach_{kind}")(**detach, **kw)
         self._attachments.append((kind, detach))
 
@@ -203,8 +224,24 @@ class ProbeSource(Source):
         log.info("%r: attached (slot %d)", self, slot)
 
     def _fail(self, why: str) -> None:
+        self._release_attachments()
         self._state = "failed"
         self._error = why
+
+    def _release_attachments(self) -> None:
+        program = self._program
+        bpf = program.bpf if program is not None else None
+        for kind, kw in self._attachments:
+            try:
+                if kind == "tracepoint_fd":
+                    from bcc.libbcc import lib
+
+                    lib.bpf_close_perf_event_fd(kw["fd"])
+                elif bpf is not None:
+                    getattr(bpf, f"detach_{kind}")(**kw)
+            # bcc raises bare Exception; any failure here is reported.
+            except Exception as exc:
+                log.warning("%r: detach %s: %s", self, kind, exc)
         self._attachments.clear()
 
     def _on_ready(self) -> None:
