@@ -17,7 +17,6 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import contextlib
-import heapq
 import logging
 import os
 import select
@@ -37,6 +36,7 @@ from .errors import (
 from .events import Event, PsMessage
 from .flags import ModFlag, ModState, SrcType
 from .module import Module
+from .poller import Poller, TimerHandle
 from .pubsub import CTX_STARTED, CTX_STOPPED, CTX_TICK, Topics
 from .store import EventStore, replay_into, replay_rows
 from .threads import loop_thread_only
@@ -76,24 +76,6 @@ class CtxStats(NamedTuple):
     running_modules: int
 
 
-class TimerHandle:
-    """A pending internal timer; ``cancel()`` it to drop it."""
-
-    __slots__ = ("callback", "cancelled", "deadline", "seq")
-
-    def __init__(self, deadline: int, seq: int, callback: Callable[[], Any]) -> None:
-        self.deadline = deadline
-        self.seq = seq
-        self.callback = callback
-        self.cancelled = False
-
-    def cancel(self) -> None:
-        self.cancelled = True
-
-    def __lt__(self, other: TimerHandle) -> bool:
-        return (self.deadline, self.seq) < (other.deadline, other.seq)
-
-
 class _ModuleView(Mapping[str, Module]):
     """A read-only view of a context's modules, in registration order."""
 
@@ -124,7 +106,7 @@ def _set_thread_name(name: str) -> str | None:
     return old
 
 
-class Context:
+class Context(Poller):
     """A set of modules served by one loop.
 
     Args:
@@ -162,15 +144,10 @@ class Context:
         self._quit = False
         self._quit_code = 0
 
-        self._ep = select.epoll()
-        self._readers: dict[int, Callable[[], Any]] = {}
-        self._timers: list[TimerHandle] = []
-        self._timer_seq = 0
-        self._soon: list[Callable[[], Any]] = []
-        self._threadsafe: collections.deque[Callable[[], Any]] = collections.deque()
-        self._wakefd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-        self._woken = False
-        self._add_reader(self._wakefd, self._on_wake)
+        #: What a hook or source callback may raise and only fail its module;
+        #: a daemon widens it to every exception its plugins could raise.
+        self._hook_errors: tuple[type[BaseException], ...] = HOOK_ERRORS
+        self._init_poller()
         self._tick: TimerHandle | None = None
         self._workers: concurrent.futures.ThreadPoolExecutor | None = None
         self._tick_ns = 0
@@ -181,9 +158,6 @@ class Context:
         self._store: EventStore | None = None
         #: Called as ``fn(module, batch)`` before each delivery (loop thread):
         #: the recorder and the daemon's tail tap.
-        #: What a hook or source callback may raise and only fail its module;
-        #: a daemon widens it to every exception its plugins could raise.
-        self._hook_errors: tuple[type[BaseException], ...] = HOOK_ERRORS
         self._observers: list[Callable[[Module, list[Event]], Any]] = []
         self._replay_path: str | None = None
         self._replay_counts: dict[str, int] | None = None
@@ -494,69 +468,6 @@ class Context:
         rows.close()
         self._replay_path = os.fspath(path)
 
-    # -- loop internals used by sources -----------------------------------------
-
-    def _add_reader(self, fd: int, callback: Callable[[], Any]) -> None:
-        """Call ``callback()`` whenever ``fd`` is readable (level-triggered)."""
-        if fd in self._readers:
-            self._ep.modify(fd, _EPOLLIN)
-        else:
-            self._ep.register(fd, _EPOLLIN)
-        self._readers[fd] = callback
-
-    def _remove_reader(self, fd: int) -> None:
-        """Stop watching ``fd``; harmless if it is not watched."""
-        if self._readers.pop(fd, None) is not None:
-            # An fd closed before this call is already gone from the set.
-            with contextlib.suppress(OSError, ValueError):
-                self._ep.unregister(fd)
-
-    def _call_at(self, deadline_ns: int, callback: Callable[[], Any]) -> TimerHandle:
-        """Call ``callback()`` once at a ``time.monotonic_ns()`` deadline."""
-        self._timer_seq += 1
-        handle = TimerHandle(deadline_ns, self._timer_seq, callback)
-        heapq.heappush(self._timers, handle)
-        if not self._busy:
-            self._wake()
-        return handle
-
-    def _call_soon(self, callback: Callable[[], Any]) -> None:
-        """Call ``callback()`` after the current round, before the next poll."""
-        self._soon.append(callback)
-        if not self._busy:
-            self._wake()
-
-    def _call_threadsafe(self, callback: Callable[[], Any]) -> None:
-        """Run ``callback()`` on the loop thread; callable from any thread."""
-        self._threadsafe.append(callback)
-        self._wake()
-
-    def _wake(self) -> None:
-        if not self._woken and not self._closed:
-            self._woken = True
-            os.eventfd_write(self._wakefd, 1)
-
-    def _on_wake(self) -> None:
-        self._woken = False
-        with contextlib.suppress(BlockingIOError):
-            os.eventfd_read(self._wakefd)
-        queue = self._threadsafe
-        while queue:
-            self._run_callback(queue.popleft())
-
-    def _run_callback(self, callback: Callable[[], Any]) -> None:
-        try:
-            callback()
-        except self._hook_errors as exc:
-            owner = getattr(callback, "__self__", None)
-            module = getattr(owner, "_module", None) or (
-                owner if isinstance(owner, Module) else None
-            )
-            if isinstance(module, Module) and module._ctx is self:
-                module._fail(exc, f"{type(owner).__name__} callback")
-            else:
-                log.exception("%s: internal callback %r failed", self.name, callback)
-
     # -- the loop -----------------------------------------------------------
 
     def _round(self, block: bool) -> None:
@@ -569,25 +480,7 @@ class Context:
         else:
             timeout = -1.0
 
-        if timeout:
-            t0 = _monotonic_ns()
-            fds = self._ep.poll(timeout)
-            self._idle_ns += _monotonic_ns() - t0
-        else:
-            fds = self._ep.poll(0)
-        if fds:
-            readers = self._readers
-            for fd, _mask in fds:
-                callback = readers.get(fd)
-                if callback is not None:
-                    self._run_callback(callback)
-
-        if timers and timers[0].deadline <= _monotonic_ns():
-            now = _monotonic_ns()
-            while timers and timers[0].deadline <= now:
-                handle = heapq.heappop(timers)
-                if not handle.cancelled:
-                    self._run_callback(handle.callback)
+        self._poll_once(timeout)
 
         budget = ROUND_BUDGET
         while ready and budget:
@@ -720,9 +613,7 @@ class Context:
         if self._store is not None:
             self._store.close()
             self._store = None
-        self._remove_reader(self._wakefd)
-        os.close(self._wakefd)
-        self._ep.close()
+        self._close_poller()
 
     def loop(self) -> int:
         """Serve the modules until ``quit()`` or until none is running.
