@@ -1,7 +1,18 @@
 """What this machine can do for moduled's kernel sources, with remedies.
 
-``moduled doctor [--json]`` prints one line a capability.  The same checks
-guard registration: a probe whose kernel feature is missing raises
+``moduled doctor [--json]`` prints one line a capability.  Exit status: 0
+when every *required* check passes, 1 when one does not, 2 on a usage
+error.  Required are the checks without which a whole family of kernel
+sources cannot work (privileges, tracefs, bcc, headers, ring buffers for
+the eBPF probes; the proc connector; inotify limits).  Optional ones only
+take one kind of source away and never fail the doctor: kprobes (compiled
+out of some kernels, this project's CI VM among them: use a Tracepoint),
+uprobes, BTF.  They are shown as ``missing (optional)``.
+
+``--json`` prints ``{"ok": bool, "required": [names], "checks": [{"name",
+"ok", "required", "detail", "remedy"}, ...]}``, checks in a fixed order.
+
+The same checks guard registration: a probe whose kernel feature is missing raises
 :class:`SourceUnavailable` with the check's detail and remedy (see
 :func:`require`), so the doctor and the error always say the same thing.
 
@@ -34,7 +45,7 @@ from typing import NamedTuple
 from ..errors import SourceUnavailable
 from .tracefs import find_tracefs
 
-__all__ = ["Check", "check", "main", "require"]
+__all__ = ["REQUIRED", "Check", "check", "main", "report", "require"]
 
 CAP_NET_ADMIN = 12
 CAP_SYS_ADMIN = 21
@@ -92,12 +103,29 @@ def check_bpf_privileges() -> Check:
 
 def check_tracefs() -> Check:
     root = find_tracefs()
+    if root is not None:
+        return Check("tracefs", True, f"mounted at {root}", "")
+    if _mounted("tracefs"):
+        return Check(
+            "tracefs",
+            False,
+            f"mounted but not readable by euid {os.geteuid()}",
+            "run as root (tracefs is mode 0700)",
+        )
     return Check(
         "tracefs",
-        root is not None,
-        f"mounted at {root}" if root else "not mounted",
+        False,
+        "not mounted",
         "mount it: mount -t tracefs tracefs /sys/kernel/tracing",
     )
+
+
+def _mounted(fstype: str) -> bool:
+    try:
+        with open("/proc/self/mounts", encoding="utf-8") as f:
+            return any(line.split()[2:3] == [fstype] for line in f)
+    except OSError:
+        return False
 
 
 def check_bcc() -> Check:
@@ -153,7 +181,18 @@ def _tracefs_file(name: str) -> str | None:
     return None
 
 
+def _unknown(name: str) -> Check:
+    return Check(
+        name,
+        False,
+        "cannot tell: tracefs is not readable here",
+        "run as root with tracefs mounted at /sys/kernel/tracing",
+    )
+
+
 def check_kprobes() -> Check:
+    if find_tracefs() is None:
+        return _unknown("kprobes")
     path = _tracefs_file("kprobe_events")
     return Check(
         "kprobes",
@@ -167,6 +206,8 @@ def check_kprobes() -> Check:
 
 
 def check_uprobes() -> Check:
+    if find_tracefs() is None:
+        return _unknown("uprobes")
     path = _tracefs_file("uprobe_events")
     return Check(
         "uprobes",
@@ -238,6 +279,12 @@ CHECKS: dict[str, Callable[[], Check]] = {
 }
 
 
+#: Checks that make the doctor fail (see the module docstring).
+REQUIRED = frozenset(
+    {"privileges", "tracefs", "bcc", "headers", "ringbuf", "proc_connector", "inotify"}
+)
+
+
 def check() -> list[Check]:
     """Run every check, in a fixed order."""
     return [fn() for fn in CHECKS.values()]
@@ -261,22 +308,43 @@ def require(subject: str, names: Sequence[str]) -> None:
             raise SourceUnavailable(f"{subject}: {result.detail}; {result.remedy}")
 
 
+def report(results: Sequence[Check]) -> dict[str, object]:
+    """The ``--json`` document for ``results``."""
+    return {
+        "ok": all(r.ok for r in results if r.name in REQUIRED),
+        "required": sorted(REQUIRED),
+        "checks": [{**r._asdict(), "required": r.name in REQUIRED} for r in results],
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Print what this machine can do; exit 0 when everything is there."""
+    """Print what this machine can do; 0 when every required check passes."""
     parser = argparse.ArgumentParser(
-        prog="moduled doctor", description="check kernel features moduled uses"
+        prog="moduled doctor",
+        description="check kernel features moduled uses",
+        epilog="exit status: 0 when every required check passes (optional: "
+        "kprobes, uprobes, btf), 1 when a required one fails",
     )
     parser.add_argument("--json", action="store_true", help="print JSON")
     args = parser.parse_args(argv)
     results = check()
+    doc = report(results)
     if args.json:
-        print(json.dumps([r._asdict() for r in results], indent=2))
+        print(json.dumps(doc, indent=2))
     else:
         for r in results:
-            print(f"{r.name:<15} {'ok' if r.ok else 'MISSING':<8} {r.detail}")
+            if r.ok:
+                state = "ok"
+            elif r.name in REQUIRED:
+                state = "MISSING"
+            else:
+                state = "missing (optional)"
+            print(f"{r.name:<15} {state:<19} {r.detail}")
             if not r.ok and r.remedy:
-                print(f"{'':<24}-> {r.remedy}")
-    return 0 if all(r.ok for r in results) else 1
+                print(f"{'':<35}-> {r.remedy}")
+        verdict = "ready" if doc["ok"] else "NOT READY (a required check failed)"
+        print(f"{'doctor':<15} {verdict}")
+    return 0 if doc["ok"] else 1
 
 
 if __name__ == "__main__":
