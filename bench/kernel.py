@@ -7,7 +7,14 @@ to a module in batches; the baseline is a bare bcc script reading the same
 records through bcc's per-record ctypes callback.  Also: compile-and-attach
 time and RSS growth for one probe vs five probes in one module.
 
+The paced run (100,000 events/s, default ring) is done with the storm's
+workers and with one: on the 6.18 CI VM two producers on two vCPUs now
+and then fail a ring-buffer reservation while the ring is nearly empty
+(0 to a few hundred records in 300,000, counted as lost; not seen with one producer
+in our runs); the figures show both.
+
 Prints figures and a final JSON line.  Needs root, bcc and tracefs.
+Exit status 0 when every target is met, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -29,11 +36,11 @@ WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
 PACED_RATE = 100_000
 
 
-def worker(go, stop, counts, i, rate):
+def worker(go, stop, counts, i, *, rate, workers):
     go.wait()
     n, getppid = 0, os.getppid
     t0 = time.perf_counter()
-    per = rate / WORKERS if rate else 0
+    per = rate / workers if rate else 0
     while not stop.is_set():
         for _ in range(200):
             getppid()
@@ -45,20 +52,24 @@ def worker(go, stop, counts, i, rate):
     counts[i] = n
 
 
-def start_workers(rate=0):
+def start_workers(rate=0, workers=WORKERS):
     go, stop = mp.Event(), mp.Event()
-    counts = mp.Array("q", WORKERS)
+    counts = mp.Array("q", workers)
     procs = [
-        mp.Process(target=worker, args=(go, stop, counts, i, rate))
-        for i in range(WORKERS)
+        mp.Process(
+            target=worker,
+            args=(go, stop, counts, i),
+            kwargs={"rate": rate, "workers": workers},
+        )
+        for i in range(workers)
     ]
     for p in procs:
         p.start()
     return go, stop, counts, procs
 
 
-def moduled_run(rate=0):
-    go, stop, counts, procs = start_workers(rate)
+def moduled_run(rate=0, workers=WORKERS):
+    go, stop, counts, procs = start_workers(rate, workers)
     pids = [p.pid for p in procs]
     flt = " || ".join(f"tgid == {p}" for p in pids)
     src = Tracepoint("syscalls", "sys_enter_getppid", filter=flt)
@@ -230,6 +241,7 @@ def main():
     storm = moduled_run()
     bare = bare_run()
     paced = moduled_run(PACED_RATE)
+    paced_one = moduled_run(PACED_RATE, workers=1)
     one, five = measure_compile(1), measure_compile(5)
     ratio = storm["rate"] / bare["rate"] if bare["rate"] else 0.0
     print(
@@ -242,10 +254,11 @@ def main():
         f"decoded {bare['delivered']}, {bare['rate']:,.0f} events/s"
     )
     print(f"moduled / bare decoding rate: {ratio:.2f}")
-    print(
-        f"paced {PACED_RATE:,}/s: generated {paced['generated']}, delivered "
-        f"{paced['delivered']}, lost {paced['lost']} (default ring)"
-    )
+    for label, run in ((f"{WORKERS} workers", paced), ("1 worker", paced_one)):
+        print(
+            f"paced {PACED_RATE:,}/s, {label}: generated {run['generated']}, "
+            f"delivered {run['delivered']}, lost {run['lost']} (default ring)"
+        )
     print(
         f"compile+attach 1 probe: {one['seconds']:.2f} s, "
         f"+{one['rss_growth_mib']:.0f} MiB RSS (peak {one['peak_rss_mib']:.0f} MiB)"
@@ -262,12 +275,18 @@ def main():
                 "bare": bare,
                 "ratio": ratio,
                 "paced": paced,
+                "paced_one_worker": paced_one,
                 "compile_1": one,
                 "compile_5": five,
             }
         )
     )
-    ok = storm["accounted"] == 1.0 and paced["lost"] == 0 and ratio >= 0.9
+    ok = (
+        storm["accounted"] == 1.0
+        and paced["accounted"] == 1.0
+        and paced["lost"] == 0
+        and ratio >= 0.9
+    )
     return 0 if ok else 1
 
 
