@@ -9,8 +9,9 @@
 // SIGKILL: the signal is remembered per target at signal_generate and
 // reported in its place, unless the target handled it meanwhile.  (A fatal
 // signal sent while blocked, followed by a real SIGKILL, is misreported as
-// the first.)  sched_process_exit with group_dead emits the record.  Reading task_struct->exit_code instead would need the
-// running kernel's structure offsets, which stand-in headers do not give.
+// the first.)  sched_process_exit with group_dead emits the record.
+// Reading task_struct->exit_code instead would need the running kernel's
+// structure offsets, which stand-in headers do not give.
 
 #define MD_TPV(t, off) (*(const t *)((const char *)ctx + (off)))
 #define MD_EXIT_BY_CALL 1

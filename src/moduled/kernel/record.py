@@ -27,7 +27,7 @@ import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from itertools import repeat
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from ..errors import InvalidArgument
 from .fields import Derive, ProbeFields, fields_class
@@ -281,4 +281,5 @@ class Decoder:
     def one(self, buf: Any, offset: int) -> ProbeEvent:
         """Decode the record at ``offset`` (past its ring-buffer header)."""
         fields = self.fields_class(self._record.unpack_from(buf, offset))
-        return ProbeEvent(self.probe, fields)
+        # A registered Mapping (see fields.py), which mypy cannot see.
+        return ProbeEvent(self.probe, cast("Mapping[str, Any]", fields))
