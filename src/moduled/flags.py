@@ -75,3 +75,12 @@ class SrcFlag(enum.IntFlag):
 
 
 PRIO_MASK = SrcFlag.PRIO_LOW | SrcFlag.PRIO_NORM | SrcFlag.PRIO_HIGH
+
+
+def priority(flags: SrcFlag) -> SrcFlag:
+    """The one priority ``flags`` ask for: PRIO_NORM when they name none."""
+    if flags & SrcFlag.PRIO_HIGH:
+        return SrcFlag.PRIO_HIGH
+    if flags & SrcFlag.PRIO_LOW and not flags & SrcFlag.PRIO_NORM:
+        return SrcFlag.PRIO_LOW
+    return SrcFlag.PRIO_NORM

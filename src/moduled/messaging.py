@@ -224,15 +224,7 @@ class Messenger:
             for m in ctx._modules.values()
             if m is not self and (m._state is _RUNNING or m._state is _PAUSED)
         ]
-        for m in targets:
-            if m._limit:
-                self._check_room(m, "broadcast")
-        self._last_ns = now = _monotonic_ns()
-        ev = Event(_PS, PsMessage(self, None, message), None, now)
-        self._sent += 1
-        for m in targets:
-            m._enqueue(ev, _NORM)
-        return len(targets)
+        return self._send_to(targets, message, "broadcast")
 
     @loop_thread_only
     def poisonpill(self, recipient: Module | str) -> None:
@@ -264,12 +256,16 @@ class Messenger:
         targets = [
             c for c in self._children if c._state is _RUNNING or c._state is _PAUSED
         ]
-        for child in targets:
-            if child._limit:
-                self._check_room(child, "forward")
+        return self._send_to(targets, message, "forward")
+
+    def _send_to(self, targets: list[Module], message: Any, call: str) -> int:
+        """Queue one message for every target, or for none if one is full."""
+        for target in targets:
+            if target._limit:
+                self._check_room(target, call)
         self._last_ns = now = _monotonic_ns()
         ev = Event(_PS, PsMessage(self, None, message), None, now)
         self._sent += 1
-        for child in targets:
-            child._enqueue(ev, _NORM)
+        for target in targets:
+            target._enqueue(ev, _NORM)
         return len(targets)

@@ -16,7 +16,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidArgument
-from .flags import PRIO_MASK, SrcFlag
+from .flags import SrcFlag, priority
 
 if TYPE_CHECKING:
     from .module import Module
@@ -70,13 +70,7 @@ class Subscription:
         self.pattern = pattern
         self.flags = flags
         self.userdata = userdata
-        prio = flags & PRIO_MASK
-        if prio & SrcFlag.PRIO_HIGH:
-            self.prio = SrcFlag.PRIO_HIGH
-        elif prio & SrcFlag.PRIO_NORM or not prio:
-            self.prio = SrcFlag.PRIO_NORM
-        else:
-            self.prio = SrcFlag.PRIO_LOW
+        self.prio = priority(flags)
         self.regex: re.Pattern[str] | None = None  # None: a plain topic
         self.prefix = literal_prefix(pattern)
         self.seq = 0

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import InvalidArgument
 from ..events import Event
-from ..flags import PRIO_MASK, SrcFlag, SrcType
+from ..flags import PRIO_MASK, SrcFlag, SrcType, priority
 
 if TYPE_CHECKING:
     from ..context import Context
@@ -117,13 +117,7 @@ class Source(abc.ABC):
                 f"{self!r}: flags {flags & PRIO_MASK!r}: give one priority at most"
             )
         flags |= self.forced_flags
-        prio = flags & PRIO_MASK
-        if prio & SrcFlag.PRIO_HIGH:
-            self._prio = SrcFlag.PRIO_HIGH
-        elif prio & SrcFlag.PRIO_NORM or not prio:
-            self._prio = SrcFlag.PRIO_NORM
-        else:
-            self._prio = SrcFlag.PRIO_LOW
+        self._prio = priority(flags)
         self._module = module
         self._ctx = module._ctx
         self._flags = flags
