@@ -41,6 +41,7 @@ class Tail:
         raise AssertionError("no matching event")
 
     def close(self) -> None:
+        self.file.close()  # the file holds the socket's fd open too
         self.sock.close()
 
 

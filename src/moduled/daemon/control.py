@@ -396,6 +396,11 @@ class ControlServer(Source):
         return self._path
 
     @property
+    def spent(self) -> bool:
+        """Whether the server was detached: its socket is closed for good."""
+        return self._sock.fileno() < 0
+
+    @property
     def clients(self) -> list[Client]:
         return list(self._clients.values())
 

@@ -6,9 +6,21 @@ loop with the plugins and never blocks it:
 * ``moduled`` (the supervisor): the control socket, SIGTERM / SIGINT /
   SIGHUP, inotify watches on the plugin directories, the systemd watchdog
   timer, and ``MOD_STOPPED`` for the restart policy;
-* ``moduled.tap``: streams published messages to ``modulectl tail``.
+* ``moduled.tap``: streams published messages and kernel events to
+  ``modulectl tail``.
 
-Both carry ``ModFlag.PERSIST`` and refuse state changes from the socket.
+Both carry ``ModFlag.PERSIST`` and refuse state changes from the socket
+and from plugins (see :mod:`.guard`: a plugin cannot stop, pause or bind
+them, nor end the loop with ``ctx.quit``).  The daemon blocks SIGTERM,
+SIGINT and SIGHUP before it imports any plugin, so they wait for the
+supervisor's signalfd rather than interrupting plugin code.
+
+READY is sent once start-up is complete: the loop has run its first
+round, every plugin module had its chance to start, and the eBPF programs
+their sources asked for are compiled and attached (they are built after
+the first round; READY waits until no probe is ``pending``, at most
+:data:`READY_WAIT_S` seconds), so a client that sees READY sees the probes
+attached.
 
 Hot reload: an inotify event for ``NAME.py`` in a plugin directory is
 debounced for a moment (an editor may create, write and rename in quick
@@ -27,9 +39,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
-from ..context import Context
 from ..errors import InvalidArgument, ModuledError
-from ..flags import ModFlag, ModState, SrcType
+from ..flags import ModState, SrcType
 from ..module import Module
 from ..pubsub import CTX_STARTED, MOD_STOPPED
 from ..sources import (
@@ -47,6 +58,7 @@ from . import plugins as _plugins
 from .commands import Commands
 from .config import Config, load_config
 from .control import ControlServer, bind_control_socket
+from .guard import DaemonContext, OwnModule
 from .notify import Notifier
 from .plugins import Plugin, is_plugin_file, plugin_files, plugin_name
 from .restart import Backoff
@@ -58,7 +70,7 @@ if TYPE_CHECKING:
     from ..context import TimerHandle
     from ..events import Event
 
-__all__ = ["KERNEL_TYPES", "Daemon", "default_plugin_dirs"]
+__all__ = ["KERNEL_TYPES", "READY_WAIT_S", "Daemon", "default_plugin_dirs"]
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +78,9 @@ KERNEL_TYPES = frozenset({SrcType.PROBE, SrcType.PROC, SrcType.UEVENT, SrcType.R
 _WATCH_MASK = IN_CLOSE_WRITE | IN_MOVED_TO | IN_DELETE | IN_MOVED_FROM | IN_CREATE
 _DEBOUNCE_NS = 50_000_000
 _SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+#: Longest wait for pending probes before READY is sent anyway.
+READY_WAIT_S = 60.0
+_READY_POLL_NS = 10_000_000
 
 
 def default_plugin_dirs() -> tuple[str, ...]:
@@ -80,14 +95,13 @@ def default_plugin_dirs() -> tuple[str, ...]:
     return ()
 
 
-class Supervisor(Module):
+class Supervisor(OwnModule):
     """The daemon's own module: signals, control socket, watches, restarts."""
 
     name = "moduled"
-    flags = ModFlag.PERSIST
 
     def __init__(self, daemon: Daemon) -> None:
-        super().__init__()
+        super().__init__(lambda: daemon.stopping)
         self._daemon = daemon
         self._watches: dict[str, Path] = {}
         self._debounce: dict[str, TimerHandle] = {}
@@ -96,8 +110,9 @@ class Supervisor(Module):
         d = self._daemon
         for signo in _SIGNALS:
             self.register(Signal(signo))
-        if d.control is not None:
-            self.register(d.control)
+        control = d.control_server()
+        if control is not None:
+            self.register(control)
         if d.notifier.watchdog_ns:
             self.register(Timer(d.notifier.watchdog_ns))
         self.watch(d.plugin_dirs)
@@ -178,6 +193,7 @@ class Supervisor(Module):
             handle.cancel()
         self._debounce.clear()
         self._watches.clear()
+        super().on_stop()
 
 
 class Daemon:
@@ -209,7 +225,7 @@ class Daemon:
         self._cli_plugin_dirs = cli_plugin_dirs
         self.trust = trust
         self.notifier = notifier or Notifier()
-        self.ctx = Context("moduled", persist=True)
+        self.ctx = DaemonContext("moduled", describe=self._describe_module)
         self.plugins: dict[str, Plugin] = {}
         self.owner: dict[str, Plugin] = {}
         self.restarts: dict[str, int] = {}
@@ -221,8 +237,9 @@ class Daemon:
         self.stopping = False
         self.control: ControlServer | None = None
         self.supervisor = Supervisor(self)
-        self.tap = Tap()
+        self.tap = Tap(lambda: self.stopping)
         self._sock: socket.socket | None = None
+        self._ready_deadline = 0
 
     # -- life cycle -----------------------------------------------------------
 
@@ -248,15 +265,11 @@ class Daemon:
         Raises:
             ModuledError: the control socket cannot be set up.
         """
-        if self.socket_path is not None:
-            sock = bind_control_socket(self.socket_path, self._group_gid())
-            commands = Commands(self)
-            self.control = ControlServer(
-                sock,
-                commands.handle,
-                commands.closed,
-                request_timeout=float(self.config.request_timeout),
-            )
+        # Blocked from now on: the supervisor's signalfd reads them once the
+        # loop runs, and none interrupts a plugin's import (SIGINT would
+        # otherwise surface in plugin code as KeyboardInterrupt).
+        signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+        self.control_server()
         self.ctx.register(self.supervisor)
         self.ctx.register(self.tap)
         self.scan()
@@ -267,6 +280,31 @@ class Daemon:
                 handle.cancel()
             self._pending.clear()
             self.notifier.close()
+
+    def control_server(self) -> ControlServer | None:
+        """The control server, bound anew if there is none or it was closed.
+
+        Raises:
+            ModuledError: the socket cannot be bound.
+        """
+        if self.socket_path is None:
+            return None
+        if self.control is None or self.control.spent:
+            sock = bind_control_socket(self.socket_path, self._group_gid())
+            commands = Commands(self)
+            self.control = ControlServer(
+                sock,
+                commands.handle,
+                commands.closed,
+                request_timeout=float(self.config.request_timeout),
+            )
+        return self.control
+
+    def _describe_module(self, module: Module) -> str:
+        plugin = self.owner.get(module.name)
+        if plugin is not None and module in plugin.modules:
+            return f"module {module.name!r} of plugin {plugin.name}"
+        return f"module {module.name!r}"
 
     def record_and_replay(self, store: str | None, replay_from: str | None) -> None:
         """Record delivered events into ``store`` and replay ``replay_from``
@@ -283,11 +321,42 @@ class Daemon:
             self.ctx.replay_from(os.path.abspath(replay_from))
 
     def started(self) -> None:
-        """The loop is up and every plugin had its chance to start."""
+        """The loop is up and every plugin had its chance to start.
+
+        The eBPF programs the plugins' probes asked for are built by
+        callbacks queued for the end of this round; READY waits for them.
+        """
         if self.ready_ns is None:
-            self.ready_ns = time.monotonic_ns()
-            self.notifier.ready(self.status_line())
-            log.info("daemon: ready (%s)", self.status_line())
+            self._ready_deadline = time.monotonic_ns() + int(READY_WAIT_S * 1e9)
+            self.ctx._call_soon(self._maybe_ready)
+        self._sweep()
+
+    def pending_probes(self) -> list[str]:
+        """The kernel sources still waiting for their program to be built."""
+        return [
+            f"{module.name}: {src.key}"
+            for module in self.ctx.modules.values()
+            for src in module.sources()
+            if src.type in KERNEL_TYPES and getattr(src, "state", None) == "pending"
+        ]
+
+    def _maybe_ready(self) -> None:
+        if self.ready_ns is not None or self.stopping:
+            return
+        pending = self.pending_probes()
+        now = time.monotonic_ns()
+        if pending and now < self._ready_deadline:
+            self.ctx._call_at(now + _READY_POLL_NS, self._maybe_ready)
+            return
+        if pending:
+            log.warning(
+                "daemon: probes still pending after %.0f s: %s; ready anyway",
+                READY_WAIT_S,
+                ", ".join(pending),
+            )
+        self.ready_ns = now
+        self.notifier.ready(self.status_line())
+        log.info("daemon: ready (%s)", self.status_line())
         self._sweep()
 
     def shutdown(self) -> None:
@@ -309,15 +378,22 @@ class Daemon:
                     module.stop()
                 except ModuledError as exc:
                     log.error("module %s: cannot stop: %s", module.name, exc)
-        self.ctx.quit(0)
+        self.ctx.shutdown_quit(0)
 
     def status_line(self) -> str:
         mods = self.plugin_modules()
         running = sum(1 for m in mods if m.state is ModState.RUNNING)
         failed = sum(1 for p in self.plugins.values() if p.state == "failed")
+        probes = [
+            getattr(src, "state", "attached")
+            for m in mods
+            for src in m.sources()
+            if src.type is SrcType.PROBE
+        ]
+        attached = probes.count("attached")
         return (
             f"{running}/{len(mods)} modules running, {len(self.plugins)} plugins"
-            f" ({failed} failed)"
+            f" ({failed} failed), {attached}/{len(probes)} probes attached"
         )
 
     def _changed(self) -> None:
@@ -548,6 +624,9 @@ class Daemon:
                 "ready": self.ready_ns is not None,
                 "clients": len(self.control.clients) if self.control else 0,
                 "tails": self.tap.streams,
+                "tap_observing": self.tap.observing,
+                "refused_quits": self.ctx.refused_quits,
+                "revivals": {m.name: m.revivals for m in (self.supervisor, self.tap)},
                 "store": self.ctx._store.dump() if self.ctx._store else None,
                 "replay": self.ctx._replay_counts,
             },
