@@ -43,6 +43,17 @@ def write_by_rename(path: Path, text: str) -> Path:
     return path
 
 
+def require_ebpf() -> None:
+    """Skip, naming what is missing, unless eBPF probes can be attached."""
+    from moduled.kernel import doctor
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root (CAP_BPF / CAP_PERFMON)")
+    failing = [c for c in doctor.check() if not c.ok and c.name in ("bcc", "tracefs")]
+    if failing:
+        pytest.skip(f"eBPF unavailable: {failing[0].detail}")
+
+
 def wait_for(
     predicate: Callable[[], Any], timeout: float = 15.0, what: str = ""
 ) -> Any:

@@ -306,3 +306,30 @@ def test_base_exception_at_import_fails_only_that_plugin(shared_daemon, exc):
     assert shared_daemon.proc.poll() is None
     assert shared_daemon.result("ping")["pong"] is True
     os.unlink(shared_daemon.plugins / f"{stem}.py")
+
+
+def test_plugin_directory_created_after_start_is_picked_up(make_daemon, tmpbase):
+    later = tmpbase / "later" / "deeper" / "plugins"
+    d = make_daemon(args=("--plugins", str(later)))
+    d.start()
+    assert d.result("ping")["pong"] is True
+
+    later.mkdir(parents=True)
+    write(later / "late.py", ticker("late"))
+
+    wait_for(lambda: running(d, "late"), what="late running")
+    assert d.plugin("late")["path"] == str(later / "late.py")
+    assert "no such directory; watching for it" in d.log_text()
+
+
+def test_plugin_directory_moved_into_place_is_loaded(make_daemon, tmpbase):
+    target = tmpbase / "moved_plugins"
+    staging = tmpbase / "staging"
+    staging.mkdir()
+    write(staging / "moved.py", ticker("moved"))
+    d = make_daemon(args=("--plugins", str(target)))
+    d.start()
+
+    os.rename(staging, target)
+
+    wait_for(lambda: running(d, "moved"), what="moved running")

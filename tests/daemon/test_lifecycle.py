@@ -12,9 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from moduled.kernel import doctor
-
-from .conftest import PY, wait_for, write
+from .conftest import PY, require_ebpf, wait_for, write
 
 NAMED = """
 import moduled as md
@@ -121,11 +119,7 @@ def test_sigterm_during_an_event_storm_exits_zero_with_probes_detached(make_daem
 
 @pytest.mark.kernel
 def test_probe_plugin_attaches_and_sigterm_detaches_it(make_daemon):
-    if os.geteuid() != 0:
-        pytest.skip("needs root (CAP_BPF / CAP_PERFMON)")
-    failing = [c for c in doctor.check() if not c.ok and c.name in ("bcc", "tracefs")]
-    if failing:
-        pytest.skip(f"eBPF unavailable: {failing[0].detail}")
+    require_ebpf()
     d = make_daemon()
     write(d.plugins / "probes.py", PROBES)
     d.start()

@@ -11,9 +11,7 @@ import subprocess
 
 import pytest
 
-from moduled.kernel import doctor
-
-from .conftest import PY, wait_for, write
+from .conftest import PY, require_ebpf, wait_for, write
 from .test_stock_plugins import Tail
 
 EXEC_WATCH = """
@@ -137,11 +135,7 @@ class ExecProbe(md.Module):
 
 @pytest.mark.kernel
 def test_ready_comes_after_the_probes_are_attached(make_daemon, tmpbase):
-    if os.geteuid() != 0:
-        pytest.skip("needs root (CAP_BPF / CAP_PERFMON)")
-    failing = [c for c in doctor.check() if not c.ok and c.name in ("bcc", "tracefs")]
-    if failing:
-        pytest.skip(f"eBPF unavailable: {failing[0].detail}")
+    require_ebpf()
     seen = tmpbase / "seen.txt"
     marker = tmpbase / "ready_marker"
     shutil.copy("/bin/true", marker)

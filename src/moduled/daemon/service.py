@@ -47,8 +47,10 @@ from ..sources import (
     IN_CLOSE_WRITE,
     IN_CREATE,
     IN_DELETE,
+    IN_ISDIR,
     IN_MOVED_FROM,
     IN_MOVED_TO,
+    IN_ONLYDIR,
     IN_Q_OVERFLOW,
     Path,
     Signal,
@@ -83,6 +85,14 @@ READY_WAIT_S = 60.0
 _READY_POLL_NS = 10_000_000
 
 
+def _nearest_existing(path: str) -> str:
+    """``path``'s nearest ancestor that is an existing directory."""
+    parent = os.path.dirname(path)
+    while parent != path and not os.path.isdir(parent):
+        path, parent = parent, os.path.dirname(parent)
+    return parent
+
+
 def default_plugin_dirs() -> tuple[str, ...]:
     """The stock plugins: inside the wheel, or in the source checkout."""
     pkg = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -104,6 +114,8 @@ class Supervisor(OwnModule):
         super().__init__(lambda: daemon.stopping)
         self._daemon = daemon
         self._watches: dict[str, Path] = {}
+        self._ancestors: dict[str, Path] = {}
+        self._missing: list[str] = []
         self._debounce: dict[str, TimerHandle] = {}
 
     def on_start(self) -> None:
@@ -119,16 +131,29 @@ class Supervisor(OwnModule):
         self.subscribe(MOD_STOPPED)
         self.subscribe(CTX_STARTED)
 
-    def watch(self, dirs: tuple[str, ...]) -> None:
-        """Watch exactly ``dirs`` for plugin files coming and going."""
+    def watch(self, dirs: tuple[str, ...]) -> list[str]:
+        """Watch exactly ``dirs`` for plugin files coming and going.
+
+        A directory that does not exist yet is waited for: its nearest
+        existing ancestor is watched for new subdirectories, and once it
+        appears it is watched and its plugins are loaded.
+
+        Returns:
+            The directories watched now that were not before.
+        """
         for directory in list(self._watches):
             if directory not in dirs:
                 self.deregister(self._watches.pop(directory))
+        added, missing = [], []
         for directory in dirs:
             if directory in self._watches:
                 continue
             if not os.path.isdir(directory):
-                log.warning("plugins %s: no such directory; not watched", directory)
+                if directory not in self._missing:
+                    log.warning(
+                        "plugins %s: no such directory; watching for it", directory
+                    )
+                missing.append(directory)
                 continue
             try:
                 src = Path(directory, _WATCH_MASK)
@@ -137,6 +162,32 @@ class Supervisor(OwnModule):
                 log.error("plugins %s: cannot watch: %s", directory, exc)
                 continue
             self._watches[directory] = src
+            added.append(directory)
+        self._missing = missing
+        self._watch_ancestors(missing)
+        return added
+
+    def _watch_ancestors(self, missing: list[str]) -> None:
+        wanted = {_nearest_existing(d) for d in missing}
+        for ancestor in list(self._ancestors):
+            if ancestor not in wanted:
+                self.deregister(self._ancestors.pop(ancestor))
+        for ancestor in wanted:
+            if ancestor in self._ancestors or ancestor in self._watches:
+                continue  # a plugin directory's own watch sees new dirs too
+            try:
+                src = Path(ancestor, IN_CREATE | IN_MOVED_TO | IN_ONLYDIR)
+                self.register(src)
+            except ModuledError as exc:
+                log.error("plugins: cannot watch %s for new dirs: %s", ancestor, exc)
+                continue
+            self._ancestors[ancestor] = src
+
+    def _dirs_appeared(self) -> None:
+        """A directory was created where a missing plugin directory waits."""
+        for directory in self.watch(self._daemon.plugin_dirs):
+            log.info("plugins %s: directory appeared; loading it", directory)
+            self._daemon.scan_new(directory)
 
     def on_evt(self, events: list[Event]) -> None:
         for ev in events:
@@ -170,6 +221,12 @@ class Supervisor(OwnModule):
         if data.mask & IN_Q_OVERFLOW:
             log.warning("plugins: inotify queue overflowed; rescanning")
             self._daemon.scan()
+            if self._missing:
+                self._dirs_appeared()
+            return
+        if self._missing and data.mask & IN_ISDIR:
+            self._dirs_appeared()
+        if data.path in self._ancestors:
             return
         name = data.name
         if not is_plugin_file(name):
@@ -193,6 +250,8 @@ class Supervisor(OwnModule):
             handle.cancel()
         self._debounce.clear()
         self._watches.clear()
+        self._ancestors.clear()
+        self._missing = []
         super().on_stop()
 
 
@@ -415,6 +474,12 @@ class Daemon:
         for path in list(self.plugins):
             if path not in seen:
                 self.unload_plugin(path)
+
+    def scan_new(self, directory: str) -> None:
+        """Load the plugin files of ``directory`` that are not loaded yet."""
+        for path in plugin_files(directory):
+            if path not in self.plugins:
+                self.load_plugin(path)
 
     def find_plugin(self, ref: str) -> Plugin | None:
         """A plugin by path or by name."""
