@@ -144,7 +144,17 @@ class Supervisor(OwnModule):
         for directory in list(self._watches):
             if directory not in dirs:
                 self.deregister(self._watches.pop(directory))
-        added, missing = [], []
+        added: list[str] = []
+        # A directory tree may be growing while the watches move down it
+        # (mkdir -p): look again until nothing appeared in between.
+        for _ in range(64):
+            if not self._watch_once(dirs, added):
+                break
+        return added
+
+    def _watch_once(self, dirs: tuple[str, ...], added: list[str]) -> bool:
+        """One pass of :meth:`watch`; whether it must look again."""
+        missing = []
         for directory in dirs:
             if directory in self._watches:
                 continue
@@ -164,11 +174,13 @@ class Supervisor(OwnModule):
             self._watches[directory] = src
             added.append(directory)
         self._missing = missing
-        self._watch_ancestors(missing)
-        return added
+        nearest = {d: _nearest_existing(d) for d in missing}
+        self._watch_ancestors(set(nearest.values()))
+        return any(
+            os.path.isdir(d) or _nearest_existing(d) != a for d, a in nearest.items()
+        )
 
-    def _watch_ancestors(self, missing: list[str]) -> None:
-        wanted = {_nearest_existing(d) for d in missing}
+    def _watch_ancestors(self, wanted: set[str]) -> None:
         for ancestor in list(self._ancestors):
             if ancestor not in wanted:
                 self.deregister(self._ancestors.pop(ancestor))
