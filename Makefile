@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 RUNDIR ?= /run/moduled-dev
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup setup-bench run test bench lint clean
+.PHONY: setup setup-bench run install test bench lint clean
 
 setup:
 	@bash scripts/setup.sh
@@ -15,6 +15,11 @@ setup-bench:
 
 run: setup
 	@bash scripts/run.sh $(RUNDIR)
+
+# moduled as a systemd service: a venv in /opt/moduled, /usr/local/bin links,
+# the unit, /etc/moduled (PREFIX, BINDIR, SYSCONFDIR, UNITDIR, DESTDIR).
+install:
+	@bash scripts/install.sh
 
 test: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)

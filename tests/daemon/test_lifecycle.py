@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -357,30 +355,6 @@ def test_missing_config_named_on_the_command_line_is_a_usage_error(tmp_path):
 
     assert result.returncode == 2
     assert "no such file" in result.stderr
-
-
-def test_systemd_unit_passes_systemd_analyze_verify(tmp_path):
-    analyze = shutil.which("systemd-analyze")
-    if analyze is None:
-        pytest.skip("systemd-analyze is not installed")
-    unit = Path(__file__).parents[2] / "systemd" / "moduled.service"
-    text = unit.read_text()
-    exec_start = re.search(r"^ExecStart=(\S+)", text, re.M)
-    assert exec_start is not None
-    moduled = Path(sys.executable).with_name("moduled")
-    if not moduled.exists():
-        pytest.skip("the moduled console script is not installed in this venv")
-    copy = tmp_path / "moduled.service"
-    copy.write_text(text.replace(exec_start.group(1), str(moduled)))
-
-    result = subprocess.run(
-        [analyze, "verify", str(copy)], capture_output=True, text=True, timeout=60
-    )
-
-    assert result.returncode == 0, result.stderr
-    assert "moduled.service" not in result.stderr, result.stderr
-    for key in ("Type=notify", "WatchdogSec=", "ExecReload=", "RuntimeDirectory="):
-        assert key in text
 
 
 def test_watchdog_pings_at_half_the_managers_interval(make_daemon):
