@@ -9,8 +9,9 @@
     show MODULE            one module's dump
     pause|resume|start|stop MODULE
     reload [PLUGIN]        one plugin (name or path), or config and all
-    tail [TOPIC]           published messages matching TOPIC (a regular
-                           expression, default .*) until Ctrl-C
+    tail [TOPIC]           published messages and kernel events (topics
+                           kernel/<module>/<type>) matching TOPIC (a
+                           regular expression, default .*) until Ctrl-C
     probes                 attached kernel sources with event/loss counts
 
 The socket is ``--socket``, else ``$MODULED_SOCKET``, else
@@ -24,7 +25,7 @@ Exit codes:
     0  success
     1  the daemon refused or failed the command (no such module, wrong
        state, plugin failed to load)
-    2  usage error
+    2  usage error (also --timeout not a finite number of seconds above 0)
     3  cannot connect to the daemon, or no reply in time
     4  permission denied (by the socket's mode or by the daemon)
     5  protocol error (the reply made no sense, the daemon hung up)
@@ -103,7 +104,7 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("module")
     reload = sub.add_parser("reload", help="reload a plugin, or everything")
     reload.add_argument("plugin", nargs="?")
-    tail = sub.add_parser("tail", help="stream published messages")
+    tail = sub.add_parser("tail", help="stream messages and kernel events")
     tail.add_argument("topic", nargs="?", default=".*")
     return p
 
