@@ -4,7 +4,10 @@ Run as root from the repository (``make bench`` or ``.venv/bin/python
 bench/daemon.py``).  Every figure comes with a same-run baseline:
 
 * start-up: time from exec to READY=1 on a real NOTIFY_SOCKET, with the
-  stock plugins and with none; baseline: ``python -c "import moduled"``;
+  stock plugins (READY waits until their eBPF probes are compiled and
+  attached), with the stock plugins without eBPF, and with none; baseline:
+  ``python -c "import moduled"``; and how many probes are attached (of
+  how many) when READY arrives;
 * RSS after start-up settles: stock plugins with and without eBPF
   (crash_reporter's OOM tracepoint off, write_exec with ``ebpf = false``),
   and with no plugins;
@@ -13,7 +16,9 @@ bench/daemon.py``).  Every figure comes with a same-run baseline:
   does, so they are not truly idle); target < 1 %;
 * control latency: ``status`` round trips over the socket, and a whole
   ``modulectl status`` process, while a plugin pushes about 100,000
-  messages a second through the daemon; baseline: the same with no load.
+  messages a second through the daemon; baseline: the same with no load;
+* the tap's cost: the daemon's CPU under that load while nobody tails and
+  while a client tails ``kernel/.*`` (every delivery is then observed).
 
 Prints one line per figure, then one JSON line with all of them.
 """
@@ -165,6 +170,12 @@ def _modulectl_ms(d: Daemon, runs: int = 5) -> float:
     return statistics.median(times) * 1e3
 
 
+def _cpu_pct(d: Daemon, seconds: float = 3.0) -> float:
+    c0, t0 = d.cpu_s(), time.monotonic()
+    time.sleep(seconds)
+    return (d.cpu_s() - c0) / (time.monotonic() - t0) * 100
+
+
 def main() -> int:
     out: dict[str, float] = {}
     empty = Path(tempfile.mkdtemp(prefix="moduled-bench-empty-"))
@@ -175,18 +186,21 @@ def main() -> int:
 
     out["import_moduled_s"] = _import_baseline()
     out["ready_no_plugins_s"] = _median_ready([empty])
+    out["ready_stock_no_ebpf_s"] = _median_ready([STOCK], no_bpf)
     out["ready_stock_s"] = _median_ready([STOCK])
     d = Daemon([STOCK])
-    while not any(p["type"] == "probe" for p in d.request("probes")["result"]):
-        time.sleep(0.01)
-    out["ebpf_attached_stock_s"] = time.monotonic() - d.t0
+    # The first request after READY: what a client sees at that moment.
+    probes = [p for p in d.request("probes")["result"] if p["type"] == "probe"]
+    out["probes_at_ready"] = len(probes)
+    out["probes_attached_at_ready"] = sum(p.get("state") == "attached" for p in probes)
     d.stop()
     print(
-        f"start to READY: stock plugins {out['ready_stock_s']:.3f} s, no plugins "
+        f"start to READY: stock plugins {out['ready_stock_s']:.3f} s (eBPF probes "
+        f"compiled and attached: {out['probes_attached_at_ready']:.0f} of "
+        f"{out['probes_at_ready']:.0f} at READY), stock without eBPF "
+        f"{out['ready_stock_no_ebpf_s']:.3f} s, no plugins "
         f"{out['ready_no_plugins_s']:.3f} s (baseline: import moduled "
-        f"{out['import_moduled_s']:.3f} s); the eBPF probes compile in the loop "
-        f"after READY, the first attached "
-        f"{out['ebpf_attached_stock_s']:.3f} s after exec"
+        f"{out['import_moduled_s']:.3f} s)"
     )
 
     for label, dirs, config in (
@@ -195,7 +209,7 @@ def main() -> int:
         ("rss_stock_with_ebpf_kib", [STOCK], ""),
     ):
         d = Daemon(dirs, config)
-        time.sleep(3)  # probes compile after READY, in the loop
+        time.sleep(3)  # let start-up garbage settle
         out[label] = d.rss_kib()
         if label == "rss_stock_with_ebpf_kib":
             probes = d.request("probes")["result"]
@@ -238,6 +252,14 @@ def main() -> int:
     out["load_events_per_s"] = (d.module("load_sink")["recv"] - r0) / (
         time.monotonic() - t0
     )
+    out["load_cpu_untailed_pct"] = _cpu_pct(d)
+    tail = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    tail.connect(d.sock)
+    req = {"v": 1, "id": "t", "cmd": "tail", "args": {"topic": "kernel/.*"}}
+    tail.sendall(json.dumps(req).encode() + b"\n")
+    tail.recv(4096)
+    out["load_cpu_tailed_pct"] = _cpu_pct(d)
+    tail.close()
     out["stop_under_load_s"] = d.stop()
     print(
         f"status round trip under {out['load_events_per_s']:,.0f} events/s: "
@@ -248,6 +270,10 @@ def main() -> int:
     print(
         f"modulectl status process: {out['modulectl_status_load_ms']:.0f} ms under "
         f"load, {out['modulectl_status_idle_ms']:.0f} ms idle"
+    )
+    print(
+        f"daemon CPU under that load: {out['load_cpu_untailed_pct']:.1f} % with "
+        f"nobody tailing, {out['load_cpu_tailed_pct']:.1f} % while tailing kernel/.*"
     )
     print(f"SIGTERM to exit under load: {out['stop_under_load_s']:.3f} s")
 
