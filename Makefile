@@ -29,8 +29,11 @@ bench: setup-bench
 	@failed=; for b in bench/*.py; do echo "== $$b"; $(PY) $$b || failed="$$failed $$b"; done; \
 	  if [ -n "$$failed" ]; then echo "bench: targets missed in:$$failed"; exit 1; fi
 
-lint: setup
-	$(PY) -m ruff check src tests bench && $(PY) -m ruff format --check src tests bench
+lint:
+	@EXTRAS=dev bash scripts/setup.sh
+	$(PY) -m ruff check src tests bench examples
+	$(PY) -m ruff format --check src tests bench examples
+	$(PY) -m mypy
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache

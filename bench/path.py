@@ -135,8 +135,8 @@ def run_bare(directory: str, files: int) -> dict[str, Any]:
 
 def run_watchdog(directory: str, files: int) -> dict[str, Any] | None:
     try:
-        from watchdog.events import FileSystemEventHandler  # noqa: PLC0415 - optional
-        from watchdog.observers import Observer  # noqa: PLC0415 - optional
+        from watchdog.events import FileSystemEventHandler
+        from watchdog.observers import Observer
     except ImportError:
         return None
     tally = Tally()

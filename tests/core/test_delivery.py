@@ -307,7 +307,7 @@ def test_module_context_and_task_arguments_are_checked():
     with pytest.raises(md.InvalidArgument, match="persist"):
         md.Context("c", persist="no")  # type: ignore[arg-type]
     ctx = md.Context("q", persist=True)
-    with pytest.raises(md.InvalidArgument, match="0..255"):
+    with pytest.raises(md.InvalidArgument, match=r"0..255"):
         ctx.quit(2**40)
     with pytest.raises(md.InvalidArgument, match="without arguments"):
         md.Task(lambda a: a, 1)

@@ -82,7 +82,7 @@ class RtnlEvent(NamedTuple):
 
     group: str
     action: str
-    index: int | None
+    index: int | None  # type: ignore[assignment] # the DESIGN's name
     name: str | None
     attrs: dict[str, Any]
 
@@ -187,14 +187,15 @@ class RtnlDecoder:
         # Index and name by hand: they must not depend on pyroute2.
         if group == "route":
             oif = _attr(msg, fixed, len(msg), _RTA_OIF)
-            ok = oif is not None and len(oif) >= 4
-            index = _I32.unpack_from(oif)[0] if ok else None
+            index = (
+                _I32.unpack_from(oif)[0] if oif is not None and len(oif) >= 4 else None
+            )
         else:
             index = _I32.unpack_from(msg, hdr + 4)[0]
         if group == "link":
             raw = _attr(msg, fixed, len(msg), _IFLA_IFNAME)
             name = None if raw is None else _cstr(raw)
-            if self._use_cache and name is not None:
+            if self._use_cache and name is not None and index is not None:
                 if action == "del":
                     self.names.pop(index, None)
                 else:
