@@ -47,6 +47,12 @@ install_headers() {
   rel=$(uname -r)
   build=/lib/modules/$rel/build
   if [[ -e $build/include ]]; then
+    local target
+    target=$(readlink -f "$build")
+    if [[ $target != *"$rel"* ]]; then
+      say "note: kernel $rel has no headers package; bcc uses the stand-in" \
+        "$(basename "$target") (linked as $build)"
+    fi
     return 0
   fi
   export DEBIAN_FRONTEND=noninteractive
