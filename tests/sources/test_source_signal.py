@@ -105,3 +105,26 @@ def test_two_modules_share_a_blocked_signal_until_the_last_detaches():
 def test_signal_rejects_a_bad_or_unblockable_signal(signo):
     with pytest.raises(md.InvalidArgument):
         md.Signal(signo)
+
+
+def test_unblock_signals_gives_children_a_clean_mask():
+    import subprocess
+
+    from moduled.sources.signal import unblock_signals
+
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        blocked = subprocess.run(
+            ["grep", "SigBlk", "/proc/self/status"], capture_output=True, text=True
+        ).stdout
+        clean = subprocess.run(
+            ["grep", "SigBlk", "/proc/self/status"],
+            capture_output=True,
+            text=True,
+            preexec_fn=unblock_signals,
+        ).stdout
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+    assert int(blocked.split()[1], 16) & (1 << (signal.SIGTERM - 1))
+    assert int(clean.split()[1], 16) == 0

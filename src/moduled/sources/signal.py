@@ -13,6 +13,14 @@ process), and the last source of a signal in a thread restores the
 signal's blocked state from before the first one.  When several modules
 register the same signal, each arrival goes to one of them only (whichever
 signalfd is read first): register a signal on one module and publish it.
+
+Child processes inherit the signal mask, so a program started while a
+Signal source is registered starts with that signal blocked (a daemon
+plugin running ``subprocess.run`` gets children that ignore SIGTERM).
+Python 3.11's ``subprocess`` has no way to reset the mask but
+``preexec_fn``: pass ``preexec_fn=moduled.sources.signal.unblock_signals``.
+TODO(2026-12): do it without preexec_fn once the minimum Python has a
+sigmask option for subprocess.
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ from ..flags import SrcType
 from . import _syscalls
 from .base import Source
 
-__all__ = ["Signal"]
+__all__ = ["Signal", "unblock_signals"]
 
 log = logging.getLogger(__name__)
 
@@ -149,3 +157,12 @@ class Signal(Source):
 
     def _dump(self) -> dict[str, Any]:
         return {"signo": self._signo, "signal": self._name()}
+
+
+def unblock_signals() -> None:
+    """Unblock every signal in the calling thread.
+
+    Meant as ``subprocess.Popen(..., preexec_fn=unblock_signals)``, so that
+    a child does not inherit the signals a Signal source blocked.
+    """
+    _signal.pthread_sigmask(_signal.SIG_SETMASK, set())
