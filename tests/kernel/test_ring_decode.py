@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import mmap
+import os
 import pickle
 import struct
 
@@ -140,3 +141,45 @@ def test_probe_events_pickle_and_serialise_with_plain_dicts():
 
     assert copy == ProbeEvent("p", {"n": 2, "name": "rec2", "arr": [1, 2, 2], "big": 2})
     assert json.loads(text) == {"n": 2, "name": "rec2", "arr": [1, 2, 2], "big": 2}
+
+
+def test_a_producer_never_sees_a_half_written_consumer_position(tmp_path):
+    # A producer on another CPU loads the consumer position while we store
+    # it; a store in two steps (struct.pack_into zeroes the word first) made
+    # the kernel see 0 and fail reservations of a nearly empty ring.
+    lay = layout()
+    f, reader = reader_for(ring_file(tmp_path, [(lay.size, body(lay, 1))]))
+    position = 0x0123_4567_89AB_CDE8  # past the producer: nothing to read
+    reader._cons_pos[0] = position
+    ctrl = memoryview(mmap.mmap(-1, PAGE)).cast("Q")  # ready, stop, seen, reads
+    watched = memoryview(mmap.mmap(f.fileno(), PAGE)).cast("Q")
+    cpus = sorted(os.sched_getaffinity(0))
+    pid = os.fork()
+    if pid == 0:  # the watcher: stands for the kernel's producer
+        try:
+            if len(cpus) > 1:
+                os.sched_setaffinity(0, {cpus[-1]})
+            seen = reads = 0
+            ctrl[0] = 1
+            while not ctrl[1]:
+                for _ in range(100):
+                    seen += watched[0] != position
+                reads += 100
+            ctrl[2], ctrl[3] = seen, reads
+        finally:
+            os._exit(0)
+    try:
+        while not ctrl[0]:
+            os.sched_yield()
+        decoder = lay.decoder("p")
+        for _ in range(20_000):
+            reader.consume(decoder)
+    finally:
+        ctrl[1] = 1
+        os.waitpid(pid, 0)
+
+    assert ctrl[3] > 0
+    assert ctrl[2] == 0, f"{ctrl[2]} of {ctrl[3]} loads saw another position"
+    watched.release()
+    reader.close()
+    f.close()
