@@ -102,7 +102,8 @@ class Bpf(ProbeSource):
 
     def _prepare(self) -> None:
         module = self._module
-        others = module.sources(self.type) if module is not None else ()
+        others = module.sources(self.type) if module is not None else []
+        owner = module.name if module is not None else "?"
         for other in others:
             if (
                 isinstance(other, Bpf)
@@ -110,8 +111,8 @@ class Bpf(ProbeSource):
                 and other.events_name == self.events_name
             ):
                 raise InvalidArgument(
-                    f"{self.name}: module {module.name} already has a Bpf source "
-                    f"writing to {self.events_name!r}; give each its own events name"
+                    f"{self.name}: module {owner} already has a Bpf source writing "
+                    f"to {self.events_name!r}; give each its own events name"
                 )
         if any(a[0].startswith("k") for a in self.attach):
             doctor.require(self.name, ("kprobes",))

@@ -26,7 +26,7 @@ from .codegen import prelude
 from .ringbuf import LostCounter
 
 if TYPE_CHECKING:
-    from .probe import _Probe
+    from .probe_base import ProbeSource as _Probe
 
 __all__ = ["Program", "enlist"]
 

@@ -153,7 +153,7 @@ def read_format(category: str, name: str) -> TpFormat:
             f"`grep '^{category}:' {root}/available_events`"
         ) from None
     tp_id = 0
-    fields = []
+    fields: list[TpField] = []
     for line in text.splitlines():
         if line.startswith("ID:"):
             tp_id = int(line.split(":", 1)[1])
@@ -161,14 +161,14 @@ def read_format(category: str, name: str) -> TpFormat:
         m = _FIELD_RE.match(line)
         if not m:
             continue
-        f = _parse_field(
+        field = _parse_field(
             m.group("decl"),
             int(m.group("offset")),
             int(m.group("size")),
             m.group("signed") == "1",
         )
-        if not f.name.startswith("common_"):
-            fields.append(f)
+        if not field.name.startswith("common_"):
+            fields.append(field)
     return TpFormat(category, name, tp_id, tuple(fields))
 
 
