@@ -341,7 +341,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 state = "missing (optional)"
             print(f"{r.name:<15} {state:<19} {r.detail}")
             if not r.ok and r.remedy:
-                print(f"{'':<35}-> {r.remedy}")
+                print(f"{'':<36}-> {r.remedy}")
         verdict = "ready" if doc["ok"] else "NOT READY (a required check failed)"
         print(f"{'doctor':<15} {verdict}")
     return 0 if doc["ok"] else 1
