@@ -316,7 +316,7 @@ def main() -> int:
             }
         )
     )
-    return 1 if dropped else 0
+    return 0 if all(ok for _label, ok in checks) else 1
 
 
 if __name__ == "__main__":
