@@ -22,6 +22,7 @@ is delivered as ``tp_<name>``.
 
 from __future__ import annotations
 
+import abc
 import ctypes
 import gc
 import logging
@@ -178,17 +179,17 @@ class ProbeSource(Source):
 
     # -- called by the program ------------------------------------------------
 
+    @abc.abstractmethod
     def _prepare(self) -> None:
         """Check everything against the kernel; set ``self._layout``."""
-        raise NotImplementedError  # pragma: no cover - every subclass has it
 
+    @abc.abstractmethod
     def _c_code(self, slot: int) -> str:
         """The C of this probe in slot ``slot``."""
-        raise NotImplementedError  # pragma: no cover - every subclass has it
 
+    @abc.abstractmethod
     def _attach_functions(self, bpf: Any) -> None:
         """Attach the compiled functions to their kernel hooks."""
-        raise NotImplementedError  # pragma: no cover - every subclass has it
 
     def _derived(self) -> Mapping[str, Derive] | None:
         """Fields computed on access from raw ones (see fields.fields_class)."""
