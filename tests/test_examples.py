@@ -82,3 +82,21 @@ def test_foreign_loop_example_runs_under_asyncio():
 
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ticks: 5, notes from asyncio: 3"
+
+
+def test_the_readme_module_example_runs(tmp_path):
+    readme = (EXAMPLES.parent / "README.md").read_text()
+    start = readme.index("```python\n") + len("```python\n")
+    script = tmp_path / "readme_example.py"
+    script.write_text(readme[start : readme.index("```", start)])
+
+    out = subprocess.run(
+        [sys.executable, str(script)],
+        input="hello\n",
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+    assert out.returncode == 0, out.stderr
+    assert "echo says hello" in out.stderr
