@@ -22,7 +22,7 @@ from collections.abc import Hashable, Sequence
 from typing import Any
 
 from ..errors import InvalidArgument, NotFound, SourceUnavailable
-from . import doctor
+from . import doctor, hooks
 from . import filter as flt
 from .codegen import ProbeCode, Value, filter_fields, probe_function
 from .probe_base import BUILTIN_NAMES, DEFAULT_RING_PAGES, ProbeSource
@@ -253,20 +253,14 @@ class Uprobe(_ArgProbe):
             ) from None
         self.path = path
 
-    def _detach_kw(self) -> dict[str, Any]:
-        kw: dict[str, Any] = {"name": self.path, "pid": self.pid or -1}
-        if isinstance(self.symbol, int):
-            kw["addr"] = self.symbol
-        else:
-            kw["sym"] = self.symbol
-        return kw
-
     def _attach_functions(self, bpf: Any) -> None:
         slot = self._slot
+        where = (self.path, self.symbol)
         if self.ret and self.args:
-            self._hook(bpf, "uprobe", self._detach_kw(), fn_name=f"md_entry_{slot}")
-        kind = "uretprobe" if self.ret else "uprobe"
-        self._hook(bpf, kind, self._detach_kw(), fn_name=f"md_probe_{slot}")
+            entry = f"md_entry_{slot}"
+            self._keep(hooks.attach_uprobe(bpf, *where, entry, pid=self.pid))
+        probe = f"md_probe_{slot}"
+        self._keep(hooks.attach_uprobe(bpf, *where, probe, ret=self.ret, pid=self.pid))
 
 
 class Kprobe(_ArgProbe):
@@ -330,8 +324,7 @@ class Kprobe(_ArgProbe):
     def _attach_functions(self, bpf: Any) -> None:
         slot = self._slot
         if self.ret and self.args:
-            self._hook(
-                bpf, "kprobe", {"event": self.function}, fn_name=f"md_entry_{slot}"
-            )
-        kind = "kretprobe" if self.ret else "kprobe"
-        self._hook(bpf, kind, {"event": self.function}, fn_name=f"md_probe_{slot}")
+            self._keep(hooks.attach_kprobe(bpf, self.function, f"md_entry_{slot}"))
+        self._keep(
+            hooks.attach_kprobe(bpf, self.function, f"md_probe_{slot}", ret=self.ret)
+        )

@@ -25,16 +25,20 @@ from __future__ import annotations
 
 import re
 from collections.abc import Hashable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from ..errors import InvalidArgument
-from . import doctor
+from . import doctor, hooks, tracefs
 from .probe_base import DEFAULT_RING_PAGES, ProbeSource
 from .record import Layout, parse_type
 
 __all__ = ["Bpf"]
 
 _IDENT = re.compile(r"^[A-Za-z_]\w*$")
+#: Prefix of the names moduled gives its own functions, maps and records.
+RESERVED = "md_"
+#: A function or map definition with a reserved name.
+_RESERVED_DEF = re.compile(r"\b(md_\w+)\s*\([^;{()]*\)\s*\{|\bBPF_\w+\(\s*(md_\w+)")
 _KINDS = {
     "tracepoint": 2,
     "raw_tracepoint": 2,
@@ -75,6 +79,11 @@ class Bpf(ProbeSource):
             raise InvalidArgument("bpf: text must be the C program")
         if not isinstance(events, str) or not _IDENT.match(events):
             raise InvalidArgument(f"bpf: events {events!r} must be a C identifier")
+        if events.startswith(RESERVED) and not self._internal:
+            raise InvalidArgument(
+                f"bpf: events {events!r}: names starting with {RESERVED!r} are "
+                "moduled's own; choose another"
+            )
         if not isinstance(name, str) or not name:
             raise InvalidArgument(f"bpf: name {name!r} must be a non-empty string")
         if isinstance(layout, str) or not layout:
@@ -90,11 +99,25 @@ class Bpf(ProbeSource):
                 )
             fields.append(parse_type(*item))
         self._layout = Layout(fields, header=header)
-        self.attach = tuple(_check_attach(name, a) for a in attach)
+        if isinstance(attach, str):
+            raise InvalidArgument(f"bpf {name}: attach must be a sequence of tuples")
+        self.attach = tuple(_check_attach(name, a, self._internal) for a in attach)
+        taken = None if self._internal else _RESERVED_DEF.search(text)
+        if taken:
+            what = taken.group(1) or taken.group(2)
+            raise InvalidArgument(
+                f"bpf {name}: the text defines {what!r}; names starting with "
+                f"{RESERVED!r} are moduled's own, rename it"
+            )
         self.text = text
         self.events_name = events
         self.header = header
         self.probe_name = name
+
+    #: Tracepoints of ``attach`` that may be missing (see stock probes).
+    _optional: frozenset[str] = frozenset()
+    #: moduled's own programs (stock probes) may use the reserved names.
+    _internal: ClassVar[bool] = False
 
     @property
     def key(self) -> Hashable:
@@ -114,10 +137,17 @@ class Bpf(ProbeSource):
                     f"{self.name}: module {owner} already has a Bpf source writing "
                     f"to {self.events_name!r}; give each its own events name"
                 )
+        for a in self.attach:
+            if a[0] == "tracepoint" and a[1] not in self._optional:
+                # NotFound naming the tracepoint, now rather than at attach.
+                tracefs.read_format(*a[1].split(":"))
         if any(a[0].startswith("k") for a in self.attach):
             doctor.require(self.name, ("kprobes",))
         if any(a[0].startswith("u") for a in self.attach):
             doctor.require(self.name, ("uprobes",))
+
+    def _own_text(self) -> str:
+        return self.text
 
     def _c_code(self, slot: int) -> str:
         assert self._layout is not None
@@ -138,15 +168,19 @@ class Bpf(ProbeSource):
     def _attach_functions(self, bpf: Any) -> None:
         for a in self.attach:
             kind, fn = a[0], a[-1]
-            if kind in ("tracepoint", "raw_tracepoint"):
-                self._hook(bpf, kind, {"tp": a[1]}, fn_name=fn)
+            if kind == "tracepoint":
+                self._keep(hooks.attach_tracepoint(bpf, a[1], fn))
+            elif kind == "raw_tracepoint":
+                self._keep(hooks.attach_raw_tracepoint(bpf, a[1], fn))
             elif kind in ("uprobe", "uretprobe"):
-                self._hook(bpf, kind, {"name": a[1], "sym": a[2]}, fn_name=fn)
+                ret = kind == "uretprobe"
+                self._keep(hooks.attach_uprobe(bpf, a[1], a[2], fn, ret=ret))
             else:
-                self._hook(bpf, kind, {"event": a[1]}, fn_name=fn)
+                ret = kind == "kretprobe"
+                self._keep(hooks.attach_kprobe(bpf, a[1], fn, ret=ret))
 
 
-def _check_attach(name: str, spec: Any) -> tuple[str, ...]:
+def _check_attach(name: str, spec: Any, internal: bool) -> tuple[str, ...]:
     if not isinstance(spec, tuple) or not spec or spec[0] not in _KINDS:
         raise InvalidArgument(
             f"bpf {name}: attach {spec!r}: expected (kind, ..., function) with kind "
@@ -159,4 +193,14 @@ def _check_attach(name: str, spec: Any) -> tuple[str, ...]:
         )
     if not _IDENT.match(spec[-1]):
         raise InvalidArgument(f"bpf {name}: attach {spec!r}: bad function name")
+    if spec[-1].startswith(RESERVED) and not internal:
+        raise InvalidArgument(
+            f"bpf {name}: attach {spec!r}: function names starting with "
+            f"{RESERVED!r} are moduled's own; rename it"
+        )
+    if spec[0] == "tracepoint" and not re.fullmatch(r"\w+:\w+", spec[1]):
+        raise InvalidArgument(
+            f"bpf {name}: attach {spec!r}: expected 'category:name' as listed in "
+            "/sys/kernel/tracing/available_events"
+        )
     return spec

@@ -23,7 +23,6 @@ is delivered as ``tp_<name>``.
 from __future__ import annotations
 
 import abc
-import ctypes
 import gc
 import logging
 from collections.abc import Mapping
@@ -34,6 +33,7 @@ from ..flags import SrcType
 from ..sources.base import Source
 from . import doctor
 from .fields import Derive
+from .hooks import Attachment, release
 from .program import Program, enlist
 from .record import HEADER, Layout
 from .ringbuf import RingReader
@@ -95,28 +95,6 @@ class _GcPause:
 _gc_pause = _GcPause()
 
 
-def _attach_tp(bpf: Any, tp: bytes, fn_name: bytes) -> int:
-    """Attach ``fn_name`` to tracepoint ``tp``; return the perf event fd.
-
-    bcc's own ``attach_tracepoint`` keeps one fd per tracepoint name, so a
-    second probe on the same tracepoint (two filters, or a stock probe and a
-    Tracepoint) would overwrite the first's fd: it would leak, and detaching
-    either probe would detach the other.  Each probe keeps its own fd here.
-    """
-    from bcc import BPF
-    from bcc.libbcc import lib
-
-    fn = bpf.load_func(fn_name, BPF.TRACEPOINT)
-    category, name = tp.split(b":")
-    fd = lib.bpf_attach_tracepoint(fn.fd, category, name)
-    if fd < 0:
-        err = ctypes.get_errno()
-        raise OSError(
-            err, f"tracepoint {tp.decode()}: cannot attach {fn_name.decode()}"
-        )
-    return fd
-
-
 class ProbeSource(Source):
     """What every eBPF source shares: program, ring buffer and accounting."""
 
@@ -130,7 +108,7 @@ class ProbeSource(Source):
 
     def __init__(self, *, ring_pages: int = DEFAULT_RING_PAGES) -> None:
         self._ring_pages = _check_ring_pages(ring_pages)
-        self._attachments: list[tuple[str, dict[str, Any]]] = []
+        self._attachments: list[Attachment] = []
         self._layout: Layout | None = None
 
     @property
@@ -191,6 +169,10 @@ class ProbeSource(Source):
     def _attach_functions(self, bpf: Any) -> None:
         """Attach the compiled functions to their kernel hooks."""
 
+    def _own_text(self) -> str:
+        """C this probe wrote itself (where bcc may auto-attach functions)."""
+        return ""
+
     def _derived(self) -> Mapping[str, Derive] | None:
         """Fields computed on access from raw ones (see fields.fields_class)."""
         return None
@@ -198,17 +180,9 @@ class ProbeSource(Source):
     def _ring_name(self, slot: int) -> str:
         return f"md_ring_{slot}"
 
-    def _hook(self, bpf: Any, kind: str, detach: dict[str, Any], **kw: Any) -> None:
-        # bcc wants bytes and warns (DeprecationWarning) about str.
-        detach = {k: v.encode() if isinstance(v, str) else v for k, v in detach.items()}
-        kw = {k: v.encode() if isinstance(v, str) else v for k, v in kw.items()}
-        if kind == "tracepoint":
-            self._attachments.append(
-                ("tracepoint_fd", {"fd": _attach_tp(bpf, **detach, **kw)})
-            )
-            return
-        getattr(bpf, f"attach_{kind}")(**detach, **kw)
-        self._attachments.append((kind, detach))
+    def _keep(self, attachment: Attachment) -> None:
+        """Own ``attachment``: it is released when this probe detaches."""
+        self._attachments.append(attachment)
 
     def _start(self, program: Program, slot: int) -> None:
         assert self._layout is not None
@@ -230,19 +204,11 @@ class ProbeSource(Source):
         self._error = why
 
     def _release_attachments(self) -> None:
-        program = self._program
-        bpf = program.bpf if program is not None else None
-        for kind, kw in self._attachments:
+        for a in self._attachments:
             try:
-                if kind == "tracepoint_fd":
-                    from bcc.libbcc import lib
-
-                    lib.bpf_close_perf_event_fd(kw["fd"])
-                elif bpf is not None:
-                    getattr(bpf, f"detach_{kind}")(**kw)
-            # bcc raises bare Exception; any failure here is reported.
-            except Exception as exc:
-                log.warning("%r: detach %s: %s", self, kind, exc)
+                release(a)
+            except OSError as exc:
+                log.warning("%r: detach %s fd %d: %s", self, a.kind, a.fd, exc)
         self._attachments.clear()
 
     def _on_ready(self) -> None:

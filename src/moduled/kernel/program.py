@@ -10,7 +10,10 @@ attaches and starts reading its ring buffer.  Until then a probe is
 Everything that can be checked without compiling (privileges, tracefs,
 bcc, the tracepoint and its fields, the filter, the binary and symbol of a
 uprobe) is checked in ``register()``; a probe that fails at attach time
-anyway is marked ``failed``, logged at ERROR, and the others go on.
+anyway is marked ``failed``, logged at ERROR, and the others go on.  When
+the combined program does not compile (custom C of a :class:`Bpf`), each
+probe is compiled alone so that only the culprit fails, with clang's
+diagnostics in its ``dump()["error"]``.
 
 A program lives until its last probe detaches; then bcc's ``cleanup()``
 closes it and removes the uprobe events it created from tracefs.
@@ -19,16 +22,21 @@ closes it and removes the uprobe events it created from tracefs.
 from __future__ import annotations
 
 import logging
+import os
+import sys
+import tempfile
+import time
 import weakref
 from typing import TYPE_CHECKING, Any
 
 from .codegen import prelude
+from .hooks import claim_autoloaded
 from .ringbuf import LostCounter
 
 if TYPE_CHECKING:
     from .probe_base import ProbeSource as _Probe
 
-__all__ = ["Program", "enlist"]
+__all__ = ["CompileError", "Program", "compile_text", "enlist"]
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +44,49 @@ log = logging.getLogger(__name__)
 #: about the probe.
 CFLAGS = ["-w"]
 
+#: At most this much of clang's diagnostics goes into a probe's error.
+MAX_DIAGNOSTICS = 4000
+
 _pending: weakref.WeakKeyDictionary[Any, Program] = weakref.WeakKeyDictionary()
+
+
+class CompileError(Exception):
+    """bcc could not build the program; the message has clang's diagnostics."""
+
+
+def compile_text(text: str) -> Any:
+    """Build ``text`` with bcc; return the ``BPF`` object.
+
+    clang writes its diagnostics to fd 2, where nobody reading the module's
+    state would see them: they are captured into the error instead.
+
+    Raises:
+        CompileError: with clang's diagnostics (or bcc's message).
+    """
+    from bcc import BPF
+
+    failure: Exception | None = None
+    with tempfile.TemporaryFile() as diag:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(diag.fileno(), 2)
+        try:
+            bpf = BPF(text=text.encode(), cflags=CFLAGS)
+        # bcc raises bare Exception; any failure here is reported.
+        except Exception as exc:
+            failure = exc
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        diag.seek(0)
+        said = diag.read().decode("utf-8", "replace").strip()
+    if failure is None:
+        if said:
+            log.debug("bcc said: %s", said)
+        return bpf
+    if len(said) > MAX_DIAGNOSTICS:
+        said = said[:MAX_DIAGNOSTICS] + " [...]"
+    raise CompileError(said or str(failure))
 
 
 def enlist(probe: _Probe) -> Program:
@@ -54,9 +104,11 @@ def enlist(probe: _Probe) -> Program:
 class Program:
     """The probes of one module compiled together."""
 
-    def __init__(self, module: Any) -> None:
-        self.module_name = getattr(module, "name", "?")
-        self._module_ref = weakref.ref(module)
+    def __init__(self, module: Any, module_name: str | None = None) -> None:
+        self.module_name = module_name or getattr(module, "name", "?")
+        self._module_ref: Any = (
+            weakref.ref(module) if module is not None else lambda: None
+        )
         self.pending: list[_Probe] = []
         self.live: list[_Probe] = []
         self.bpf: Any = None
@@ -66,39 +118,48 @@ class Program:
 
     def build(self) -> None:
         """Compile the pending probes and attach them (loop thread)."""
-        import time
-
         module = self._module_ref()
         if module is not None and _pending.get(module) is self:
             del _pending[module]
         probes, self.pending = self.pending, []
         if not probes:
             return
-        from bcc import BPF
-
         parts = [prelude(len(probes))]
         for slot, probe in enumerate(probes):
             parts.append(probe._c_code(slot))
         self.text = "\n".join(parts)
         t0 = time.perf_counter()
         try:
-            self.bpf = BPF(text=self.text.encode(), cflags=CFLAGS)
-        # bcc raises bare Exception; any failure here is reported.
-        except Exception as exc:
+            self.bpf = compile_text(self.text)
+        except CompileError as exc:
+            if len(probes) > 1:
+                self._split(probes)
+                return
+            probe = probes[0]
             log.error(
-                "module %s: BPF program failed to compile: %s", self.module_name, exc
+                "module %s: probe %s failed to compile: %s",
+                self.module_name,
+                probe.name,
+                exc,
             )
-            for probe in probes:
-                probe._fail(f"compile failed: {exc}")
+            probe._fail(f"compile failed: {exc}")
             return
         self.compile_s = time.perf_counter() - t0
         self.lost = LostCounter(self.bpf[b"md_lost"].map_fd, len(probes))
+        for probe in probes:
+            for a in claim_autoloaded(self.bpf, probe._own_text()):
+                probe._keep(a)
         for slot, probe in enumerate(probes):
             try:
                 probe._start(self, slot)
             # bcc raises bare Exception; any failure here is reported.
             except Exception as exc:
-                log.error("%r: attach failed: %s", probe, exc)
+                log.error(
+                    "module %s: probe %s failed to attach: %s",
+                    self.module_name,
+                    probe.name,
+                    exc,
+                )
                 probe._fail(f"attach failed: {exc}")
                 continue
             self.live.append(probe)
@@ -110,6 +171,20 @@ class Program:
         )
         if not self.live:
             self.close()
+
+    def _split(self, probes: list[_Probe]) -> None:
+        """Compile each probe alone, so that only the culprit fails."""
+        log.warning(
+            "module %s: the program of %d probes failed to compile; compiling "
+            "each alone to find the culprit",
+            self.module_name,
+            len(probes),
+        )
+        for probe in probes:
+            alone = Program(self._module_ref(), self.module_name)
+            alone.pending.append(probe)
+            probe._program = alone
+            alone.build()
 
     def release(self, probe: _Probe) -> None:
         """Forget a detached probe; close the program after the last one."""

@@ -100,6 +100,8 @@ class StockProbe(Bpf):
     cgroup_id, ktime_ns); ``ProbeEvent.probe`` is ``stock:<name>``.
     """
 
+    _internal = True
+
     def __init__(self, name: str, spec: Mapping[str, Any], *, ring_pages: int) -> None:
         path = os.path.join(probes_dir(), spec["bpf"])
         try:

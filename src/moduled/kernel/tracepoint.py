@@ -7,7 +7,7 @@ from typing import Any
 
 from ..errors import InvalidArgument
 from . import filter as flt
-from . import tracefs
+from . import hooks, tracefs
 from .codegen import ProbeCode, Value, c_int, filter_fields, probe_function
 from .probe_base import BUILTIN_NAMES, DEFAULT_RING_PAGES, ProbeSource
 from .record import Layout, parse_type
@@ -155,4 +155,4 @@ class Tracepoint(ProbeSource):
 
     def _attach_functions(self, bpf: Any) -> None:
         tp = f"{self.category}:{self.tp_name}"
-        self._hook(bpf, "tracepoint", {"tp": tp}, fn_name=f"md_probe_{self._slot}")
+        self._keep(hooks.attach_tracepoint(bpf, tp, f"md_probe_{self._slot}"))
