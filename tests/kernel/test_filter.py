@@ -58,6 +58,12 @@ def test_precedence_binds_and_tighter_than_or():
         ("(pid == 1", "expected ')'"),
         ("", "empty"),
         ("pid = 1", "unexpected"),
+        ("pid == 010", "leading zero"),
+        ("pid == 00", "leading zero"),
+        ("pid == \u0661\u0662", "unexpected"),
+        ("pid == 1\u0662", "unexpected"),
+        ("p\u00efd == 1", "unexpected"),
+        ("pid == 0x", "unexpected"),
     ],
 )
 def test_anything_outside_the_language_is_rejected_before_any_c(text, says):
@@ -65,6 +71,10 @@ def test_anything_outside_the_language_is_rejected_before_any_c(text, says):
         flt.parse(text, FIELDS)
 
     assert says in str(info.value)
+
+
+def test_zero_and_hex_with_leading_zeros_are_numbers():
+    assert c_of("pid == 0 || pid == 0x0010") == "((v_pid == 0ULL) || (v_pid == 16ULL))"
 
 
 def test_deep_nesting_is_refused():

@@ -11,6 +11,10 @@ probe hit becomes an event.  The language is deliberately small::
     OP         := "==" | "!=" | "<" | "<=" | ">" | ">="
     literal    := ["-"] (DECIMAL | 0xHEX) | "quoted" | 'quoted'
 
+Numbers are ASCII digits only; a decimal with a leading zero (``010``) is
+refused, since C would read it as octal and Python refuses it: write
+``8`` or ``0x8``.
+
 Numeric fields compare with any operator against integer literals that fit
 the field (a negative literal on an unsigned field is refused).  String
 fields (``comm``) compare with ``==`` / ``!=`` against a quoted literal of
@@ -35,12 +39,12 @@ __all__ = ["And", "Cmp", "FilterField", "Not", "Or", "compile_c", "parse"]
 
 _TOKEN_RE = re.compile(
     r"""\s*(?:
-      (?P<num>0[xX][0-9a-fA-F]+|\d+)
-    | (?P<ident>[A-Za-z_]\w*)
+      (?P<num>0[xX][0-9a-fA-F]+|[0-9]+)
+    | (?P<ident>[A-Za-z_][A-Za-z0-9_]*)
     | (?P<str>"[^"\\]*"|'[^'\\]*')
     | (?P<op>==|!=|<=|>=|&&|\|\||[<>!()\-])
     )""",
-    re.VERBOSE,
+    re.VERBOSE | re.ASCII,
 )
 _CMP_OPS = ("==", "!=", "<", "<=", ">", ">=")
 MAX_LENGTH = 1024
@@ -205,7 +209,16 @@ class _Parser:
             return data
         if field.kind != "int":
             raise self.fail(f"string field {name!r} needs a quoted string")
-        value = int(tok[1], 0)
+        digits = tok[1]
+        if digits[:2] in ("0x", "0X"):
+            value = int(digits[2:], 16)
+        elif len(digits) > 1 and digits[0] == "0":
+            raise self.fail(
+                f"number {digits!r} has a leading zero; write it in decimal "
+                "without one, or in hex as 0x..."
+            )
+        else:
+            value = int(digits, 10)
         value = -value if negative else value
         bits = field.size * 8
         lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1)
