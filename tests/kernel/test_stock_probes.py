@@ -421,3 +421,20 @@ def test_stock_rejects_unknown_names_and_arguments():
         stock("exec", pages=3)
     with pytest.raises(InvalidArgument, match="power of two"):
         stock("exec", ring_pages=3)
+
+
+def test_stock_and_its_names_are_reachable_from_moduled_kernel():
+    code = (
+        "import sys\n"
+        "import moduled.kernel as k\n"
+        "from moduled.kernel.probe import ProbeSource\n"
+        "src = k.stock('exec')\n"
+        "assert isinstance(src, ProbeSource), src\n"
+        "assert src.name == 'stock:exec', src.name\n"
+        "assert 'exec' in k.STOCK and 'open' in k.STOCK, k.STOCK\n"
+        "assert 'bcc' not in sys.modules\n"
+    )
+
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+
+    assert done.returncode == 0, done.stderr

@@ -1,7 +1,9 @@
 """Kernel sources: eBPF probes through bcc and netlink events through pyroute2.
 
 Names are imported on first use so that ``import moduled`` never loads bcc
-or pyroute2.
+or pyroute2 (bcc is imported only when a probe's program is built).  The
+stock probes (:func:`stock`, :data:`STOCK`) live in ``stock_probes.py``:
+a submodule named ``stock`` would shadow the function.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import importlib
 from typing import Any
 
 __all__ = [
+    "STOCK",
     "Bpf",
     "Kprobe",
     "ProbeEvent",
@@ -21,6 +24,7 @@ __all__ = [
     "Uevent",
     "UeventEvent",
     "Uprobe",
+    "stock",
 ]
 
 _WHERE = {
@@ -29,6 +33,8 @@ _WHERE = {
     "ProbeEvent": "probe",
     "Tracepoint": "probe",
     "Uprobe": "probe",
+    "STOCK": "stock_probes",
+    "stock": "stock_probes",
     "ProcEvent": "netlink",
     "ProcEvents": "netlink",
     "Rtnl": "netlink",

@@ -4,7 +4,7 @@ The public names of DESIGN §3, gathered from the files that implement them:
 :class:`Tracepoint` (``tracepoint.py``), :class:`Uprobe` and
 :class:`Kprobe` (``argprobe.py``), :class:`Bpf` (``custom.py``), the
 records (:class:`ProbeEvent`, ``record.py``) and the stock probes
-(:func:`stock`, ``stock.py``).  Importing this module does not import bcc;
+(:func:`stock`, ``stock_probes.py``).  Importing this module does not import bcc;
 the first program built does.
 """
 
@@ -14,7 +14,7 @@ from .argprobe import Kprobe, Uprobe
 from .custom import Bpf
 from .probe_base import DEFAULT_RING_PAGES, ProbeSource
 from .record import ProbeEvent
-from .stock import STOCK, stock
+from .stock_probes import STOCK, stock
 from .tracepoint import Tracepoint
 
 __all__ = [
