@@ -7,6 +7,7 @@ compile costs about half a second), then each test checks its own part.
 from __future__ import annotations
 
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -25,6 +26,18 @@ from moduled.kernel.probe import Bpf, Kprobe, Tracepoint, Uprobe
 pytestmark = pytest.mark.kernel
 
 UPROBE_EVENTS = "/sys/kernel/tracing/uprobe_events"
+#: kill(2)'s number, to find it among raw_syscalls:sys_enter records.
+SYS_KILL = {"x86_64": 62, "aarch64": 129}
+GETPPID_PROBE = """
+TRACEPOINT_PROBE(syscalls, sys_enter_getppid) {
+    RECORD *r = events.ringbuf_reserve(sizeof(*r));
+    if (!r) { LOST(); return 0; }
+    FILL_HEADER(r);
+    r->f_nr = args->__syscall_nr;
+    events.ringbuf_submit(r, 0);
+    return 0;
+}
+"""
 
 
 def need_bpf() -> None:
@@ -91,19 +104,14 @@ def shared(tmp_path_factory):
         "getpid": Uprobe("c", "getpid", ret=True),
         "kill": Uprobe("c", "kill", args=(("target", "int"), ("sig", "int"))),
         "custom": Bpf(
-            """
-            TRACEPOINT_PROBE(syscalls, sys_enter_getppid) {
-                RECORD *r = events.ringbuf_reserve(sizeof(*r));
-                if (!r) { LOST(); return 0; }
-                FILL_HEADER(r);
-                r->f_nr = args->__syscall_nr;
-                events.ringbuf_submit(r, 0);
-                return 0;
-            }
-            """,
-            layout=(("nr", "s32"),),
-            header=True,
-            name="getppid",
+            GETPPID_PROBE, layout=(("nr", "s32"),), header=True, name="getppid"
+        ),
+        "raw_enter": Tracepoint("raw_syscalls", "sys_enter", filter=f"tgid == {me}"),
+        "switch": Tracepoint(
+            "sched",
+            "sched_switch",
+            fields=("prev_comm", "prev_pid", "next_comm"),
+            filter=f"prev_pid == {me}",
         ),
     }
     child = (
@@ -112,14 +120,17 @@ def shared(tmp_path_factory):
 
     def action(mod):
         states = {k: s.state for k, s in srcs.items()}
+        programs = {id(s._program) for s in srcs.values()}
         subprocess.run([str(binary)], check=True)
         for _ in range(7):
             os.getppid()
+        os.kill(me, 0)
         out = subprocess.run(
             [sys.executable, "-c", child], check=True, capture_output=True, text=True
         )
         return {
             "states": states,
+            "programs": programs,
             "child": int(out.stdout),
             "events": uprobe_events(),
             "fds": kernel_fds(),
@@ -142,6 +153,31 @@ def shared(tmp_path_factory):
 def test_probes_registered_in_one_round_attach_together(shared):
     assert set(shared["mod"].during["states"].values()) == {"attached"}
     assert shared["mod"].failure is None
+
+
+def test_probes_registered_in_one_round_share_one_program(shared):
+    assert len(shared["mod"].during["programs"]) == 1
+
+
+def test_a_fixed_array_field_is_a_list_of_its_integers(shared):
+    me = os.getpid()
+    kill = SYS_KILL.get(platform.machine())
+    if kill is None:
+        pytest.skip(f"needs kill(2)'s number on {platform.machine()}")
+
+    hits = [e.fields for e in shared["by"]["raw_enter"] if e.fields["id"] == kill]
+
+    assert [f["args"][:2] for f in hits] == [[me, 0]]
+    assert len(hits[0]["args"]) == 6
+    assert all(isinstance(a, int) for a in hits[0]["args"])
+
+
+def test_a_fixed_char_array_field_is_a_string(shared):
+    hits = [e.fields for e in shared["by"]["switch"]]
+
+    assert hits and all(f["prev_comm"] == f["comm"] for f in hits)
+    assert {f["prev_pid"] for f in hits} == {os.getpid()}
+    assert all(isinstance(f["next_comm"], str) for f in hits)
 
 
 def test_exec_of_a_uniquely_named_binary_is_seen_with_filename_and_tgid(shared):

@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 from tests.kernel.leftovers import kernel_fds, probe_entries
-from tests.kernel.test_bpf_probes import need_bpf, run
+from tests.kernel.test_bpf_probes import GETPPID_PROBE, need_bpf, run
 
 import moduled as md
 from moduled.errors import InvalidArgument, NotFound
@@ -23,16 +23,6 @@ from moduled.kernel.probe import Bpf, Tracepoint, Uprobe
 pytestmark = pytest.mark.kernel
 
 PERF = "anon_inode:[perf_event]"
-GETPPID_PROBE = """
-TRACEPOINT_PROBE(syscalls, sys_enter_getppid) {
-    RECORD *r = events.ringbuf_reserve(sizeof(*r));
-    if (!r) { LOST(); return 0; }
-    FILL_HEADER(r);
-    r->f_nr = args->__syscall_nr;
-    events.ringbuf_submit(r, 0);
-    return 0;
-}
-"""
 
 
 def libc_path() -> str:

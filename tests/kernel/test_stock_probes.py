@@ -124,6 +124,7 @@ class StockRun(md.Module):
 
     def _act(self):
         self.states = {name: s.state for name, s in self.srcs.items()}
+        self.programs = {id(s._program) for s in self.srcs.values()}
         self.pause()
         self.during = self.action()
         # Let the loop read the rings for a while: the module is paused.
@@ -232,6 +233,7 @@ def run(tmp_path_factory):
 def test_every_stock_probe_attaches_in_one_round(run):
     assert run["mod"].states == {name: "attached" for name in STOCK}
     assert set(STOCK) >= {"exec", "exit", "open", "tcp_connect", "oom_kill", "signal"}
+    assert len(run["mod"].programs) == 1
 
 
 def test_exec_reports_filename_and_argv(run):
