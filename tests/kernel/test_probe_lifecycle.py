@@ -209,3 +209,21 @@ def test_a_module_that_stops_leaves_no_probe_fd_while_the_loop_runs(how):
         assert mod.failure is not None
     assert watcher.fds == fds_before
     assert kernel_fds() == fds_before
+
+
+def test_uprobe_checks_its_address_and_pid_and_names_a_missing_process():
+    need_bpf()
+    with pytest.raises(InvalidArgument, match="offset >= 0"):
+        Uprobe("c", -4)
+    with pytest.raises(InvalidArgument, match="positive process id"):
+        Uprobe("c", "getpid", pid=True)
+    with open("/proc/sys/kernel/pid_max", encoding="ascii") as f:
+        no_such_pid = int(f.read())  # pids stay below pid_max
+    ctx = md.Context("kt-uprobe-pid")
+    mod = md.Module(name="bad-pid")
+    ctx.register(mod)
+    mod.start()
+
+    with pytest.raises(NotFound, match=f"no process {no_such_pid}"):
+        mod.register(Uprobe("c", "getpid", pid=no_such_pid))
+    assert mod.sources() == []

@@ -207,8 +207,16 @@ class Uprobe(_ArgProbe):
             )
         if isinstance(symbol, str) and not symbol.replace(".", "_").isidentifier():
             raise InvalidArgument(f"uprobe {binary}: symbol {symbol!r} is not a name")
-        if pid is not None and (not isinstance(pid, int) or pid <= 0):
-            raise InvalidArgument(f"uprobe {binary}: pid {pid!r} must be positive")
+        if isinstance(symbol, int) and symbol < 0:
+            raise InvalidArgument(
+                f"uprobe {binary}: address {symbol} must be an offset >= 0"
+            )
+        if pid is not None and (
+            not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0
+        ):
+            raise InvalidArgument(
+                f"uprobe {binary}: pid {pid!r} must be a positive process id"
+            )
         self.binary = binary
         self.symbol = symbol
         self.pid = pid
@@ -241,6 +249,11 @@ class Uprobe(_ArgProbe):
             path = found.decode() if isinstance(found, bytes) else found
         elif not os.path.exists(path):
             raise NotFound(f"uprobe {path}:{self.symbol}: no such file")
+        if self.pid is not None and not os.path.isdir(f"/proc/{self.pid}"):
+            raise NotFound(
+                f"uprobe {path}:{self.symbol}: no process {self.pid}; give the pid "
+                "of a running process, or none to probe every process"
+            )
         sym = self.symbol if isinstance(self.symbol, str) else ""
         addr = self.symbol if isinstance(self.symbol, int) else 0
         try:
