@@ -9,7 +9,8 @@ bench/daemon.py``).  Every figure comes with a same-run baseline:
   ``python -c "import moduled"``; and how many probes are attached (of
   how many) when READY arrives;
 * RSS after start-up settles: stock plugins with and without eBPF
-  (crash_reporter's OOM tracepoint off, write_exec with ``ebpf = false``),
+  (crash_reporter's OOM tracepoint off, write_exec and exec_logger with
+  ``ebpf = false``),
   and with no plugins;
 * CPU of an idle daemon over 10 s (utime + stime from /proc), with no
   plugins and with the stock plugins (those react to whatever the machine
@@ -182,6 +183,7 @@ def main() -> int:
     no_bpf = (
         "[plugins.crash_reporter]\nenabled = false\n"
         "[plugins.write_exec]\nebpf = false\n"
+        "[plugins.exec_logger]\nebpf = false\n"
     )
 
     out["import_moduled_s"] = _import_baseline()

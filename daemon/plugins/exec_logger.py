@@ -1,22 +1,28 @@
 """Exec logger: one line and one message for every program started.
 
-Source: the process connector (``md.ProcEvents(kinds=("exec",))``), which
-needs CAP_NET_ADMIN; without it the plugin fails alone, saying so.
+Source: the stock ``exec`` eBPF probe (``moduled.kernel.stock("exec")``),
+which reads the file name and argv in the kernel at execve time, so even a
+program that exits at once is reported whole, and failed execs too (with
+``result`` the -errno).  Where eBPF is unavailable (no root, no headers,
+``ebpf = false``) the plugin falls back to the process connector
+(``md.ProcEvents(kinds=("exec",))``, CAP_NET_ADMIN) and reads ``exe`` and
+``argv`` from ``/proc/<pid>``: a program that has already exited by then is
+reported with its ``comm`` only (``exe`` null, ``argv`` empty).
 
 Publishes on ``exec`` (so ``modulectl tail exec`` shows them)::
 
-    {"pid": 1234, "comm": "ls", "exe": "/usr/bin/ls", "argv": ["ls", "-l"]}
+    {"pid": 1234, "comm": "ls", "exe": "/usr/bin/ls", "argv": ["ls", "-l"],
+     "uid": 0, "result": 0}
 
-``exe`` and ``argv`` are read from ``/proc/<pid>`` when the event is
-handled; a program that has already exited by then is reported with its
-``comm`` only (``exe`` null, ``argv`` empty).  The write_exec plugin shows
-how to get the file name regardless, from an eBPF tracepoint.
+``exe`` is the path given to execve with eBPF, the resolved executable with
+the process connector; ``uid`` and ``result`` are null with the latter.
 
 Settings (``[plugins.exec_logger]`` in moduled.toml, seen as
 ``self.config``):
 
 * ``ignore``: list of ``comm`` names not to report (default none);
-* ``log``: also log each exec at INFO (default true).
+* ``log``: also log each exec at INFO (default true);
+* ``ebpf``: use the eBPF probe when available (default true).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from __future__ import annotations
 import os
 
 import moduled as md
+from moduled.kernel import stock
 
 _ARGV_MAX = 4096
 
@@ -51,20 +58,47 @@ class ExecLogger(md.Module):
     def on_start(self) -> None:
         self._ignore = frozenset(self.config.get("ignore", ()))
         self._verbose = bool(self.config.get("log", True))
+        if self.config.get("ebpf", True):
+            try:
+                self.register(stock("exec"))
+                return
+            except md.SourceUnavailable as exc:
+                self.log.warning("exec: %s; using the process connector", exc)
         self.register(md.ProcEvents(kinds=("exec",)))
 
     def on_evt(self, events: list[md.Event]) -> None:
         for ev in events:
-            if ev.type is not md.SrcType.PROC or ev.data.kind != "exec":
+            if ev.type is md.SrcType.PROBE:
+                f = ev.data.fields
+                record = {
+                    "pid": f["tgid"],
+                    "comm": f["comm"],
+                    "exe": f["filename"],
+                    "argv": list(f["argv"]),
+                    "uid": f["uid"],
+                    "result": f["result"],
+                }
+            elif ev.type is md.SrcType.PROC and ev.data.kind == "exec":
+                pe = ev.data
+                exe, argv = process_info(pe.tgid)
+                record = {
+                    "pid": pe.tgid,
+                    "comm": pe.comm,
+                    "exe": exe,
+                    "argv": argv,
+                    "uid": None,
+                    "result": None,
+                }
+            else:
                 continue
-            pe = ev.data
-            if pe.comm in self._ignore:
+            if record["comm"] in self._ignore:
                 continue
-            exe, argv = process_info(pe.tgid)
             if self._verbose:
                 self.log.info(
-                    "exec: pid %d %s %s", pe.tgid, exe or pe.comm or "?", argv
+                    "exec: pid %d %s %s%s",
+                    record["pid"],
+                    record["exe"] or record["comm"] or "?",
+                    record["argv"],
+                    f" (failed: {record['result']})" if record["result"] else "",
                 )
-            self.publish(
-                "exec", {"pid": pe.tgid, "comm": pe.comm, "exe": exe, "argv": argv}
-            )
+            self.publish("exec", record)

@@ -98,12 +98,42 @@ def test_exec_logger_publishes_each_exec(stock):
     _need_running(d, "exec_logger")
     tail = Tail(d, "exec")
 
-    # It lives long enough for its /proc/<pid>/cmdline to be read.
-    subprocess.run(["/bin/sh", "-c", "sleep 0.5", "exec-logger-marker"], check=True)
+    # It exits at once: only a kernel-side read of argv can see it whole.
+    subprocess.run(["/bin/true", "exec-logger-marker"], check=True)
+    subprocess.run(["/bin/sh", "-c", "exit 0", "exec-logger-sh"], check=True)
 
-    event = tail.find(lambda e: "exec-logger-marker" in e["message"]["argv"])
-    assert event["message"]["exe"] == os.path.realpath("/bin/sh")
+    short = tail.find(lambda e: "exec-logger-marker" in e["message"]["argv"])
+    shell = tail.find(lambda e: "exec-logger-sh" in e["message"]["argv"])
+    assert short["message"]["argv"] == ["/bin/true", "exec-logger-marker"]
+    assert short["message"]["exe"] == "/bin/true"
+    assert short["message"]["result"] == 0
+    assert shell["message"]["argv"] == ["/bin/sh", "-c", "exit 0", "exec-logger-sh"]
     tail.close()
+
+
+def test_exec_logger_falls_back_to_the_process_connector(tmp_path):
+    base = tmp_path / "noebpf"
+    base.mkdir()
+    os.chmod(base, 0o755)
+    d = DaemonProc(
+        base,
+        "[plugins.exec_logger]\nlog = false\nebpf = false\n",
+        args=("--plugins", str(STOCK)),
+    )
+    d.start()
+    try:
+        _need_running(d, "exec_logger")
+        tail = Tail(d, "exec")
+        # It lives long enough for its /proc/<pid>/cmdline to be read.
+        subprocess.run(["/bin/sh", "-c", "sleep 0.5", "exec-fallback"], check=True)
+
+        event = tail.find(lambda e: "exec-fallback" in e["message"]["argv"])
+        assert event["message"]["exe"] == os.path.realpath("/bin/sh")
+        assert event["message"]["result"] is None
+        assert d.module("exec_logger")["sources"] == 1
+        tail.close()
+    finally:
+        d.stop()
 
 
 def test_file_integrity_reports_hashes_of_changed_files(stock):
