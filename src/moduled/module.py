@@ -11,7 +11,6 @@ pills) is the delivery policy, in ``delivery.py``.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -46,14 +45,8 @@ _PAUSED = ModState.PAUSED
 _IDLE = ModState.IDLE
 _STOPPED = ModState.STOPPED
 _ZOMBIE = ModState.ZOMBIE
-_HIGH = SrcFlag.PRIO_HIGH
-_NORM = SrcFlag.PRIO_NORM
-_PS = SrcType.PS
-_DENY_PUB = int(ModFlag.DENY_PUB)
 _NO_FLAGS = SrcFlag(0)
 _ALL_MOD_FLAGS = sum(int(f) for f in ModFlag)
-_get_ident = threading.get_ident
-_new_tuple = tuple.__new__
 
 Handler = Callable[[list[Event]], Any]
 
