@@ -336,12 +336,19 @@ def test_logging_environment_sets_levels_and_output(tmp_path):
 
 
 def test_library_adds_only_a_null_handler():
-    import logging
-
-    handlers = logging.getLogger("moduled").handlers
-    assert all(isinstance(h, logging.NullHandler) for h in handlers) or os.environ.get(
-        "MODULED_LOG_OUTPUT"
+    code = (
+        "import logging, moduled\n"
+        "print([type(h).__name__ for h in logging.getLogger('moduled').handlers])\n"
+        "print(logging.getLogger().handlers)\n"
     )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODULED_LOG")}
+
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True
+    )
+
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["['NullHandler']", "[]"]
 
 
 def test_bad_logging_environment_warns_but_never_breaks_import(tmp_path):
