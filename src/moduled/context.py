@@ -716,8 +716,5 @@ class Context(Poller):
 
     def __del__(self) -> None:
         if not getattr(self, "_closed", True):
-            try:
-                os.close(self._wakefd)
-                self._ep.close()
-            except OSError:
-                pass
+            with contextlib.suppress(OSError, AttributeError):
+                self._close_poller()
